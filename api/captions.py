@@ -1,0 +1,65 @@
+"""Caption exports: WebVTT and SRT that players accept, and JSON with every segment."""
+
+import json
+from collections.abc import Sequence
+
+from store.schema import Segment, Video
+
+
+def seconds(ms: int | None) -> float | None:
+    """Times in JSON: seconds with millisecond precision."""
+    return None if ms is None else round(ms / 1000, 3)
+
+
+def _clock(ms: int, sep: str) -> str:
+    h, rem = divmod(max(ms, 0), 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _cues(segments: Sequence[Segment]) -> list[tuple[int, int, str]]:
+    # Players reject empty or zero-length cues; text is one line per cue.
+    out = []
+    for seg in segments:
+        text = " ".join(seg.text.split())
+        if text:
+            out.append((seg.start_ms, max(seg.end_ms, seg.start_ms + 1), text))
+    return out
+
+
+def to_vtt(segments: Sequence[Segment]) -> str:
+    lines = ["WEBVTT", ""]
+    for i, (start, end, text) in enumerate(_cues(segments), 1):
+        # '&', '<' and '>' are markup in cue text; '-->' must never appear in it.
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        lines += [str(i), f"{_clock(start, '.')} --> {_clock(end, '.')}", text, ""]
+    return "\n".join(lines)
+
+
+def to_srt(segments: Sequence[Segment]) -> str:
+    lines = []
+    for i, (start, end, text) in enumerate(_cues(segments), 1):
+        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
+    return "\n".join(lines)
+
+
+def segment_json(seg: Segment) -> dict:
+    return {"id": seg.id, "start": seconds(seg.start_ms), "end": seconds(seg.end_ms),
+            "kind": seg.kind, "text": seg.text, "model": seg.model_id}
+
+
+def to_json(video: Video, segments: Sequence[Segment]) -> str:
+    return json.dumps({"video_id": video.id, "filename": video.filename,
+                       "duration": seconds(video.duration_ms),
+                       "segments": [segment_json(s) for s in segments]}, indent=2)
+
+
+def render(fmt: str, video: Video, segments: Sequence[Segment]) -> str:
+    if fmt == "vtt":
+        return to_vtt(segments)
+    if fmt == "srt":
+        return to_srt(segments)
+    if fmt == "json":
+        return to_json(video, segments)
+    raise ValueError(f"unknown caption format {fmt!r}: use vtt, srt or json")

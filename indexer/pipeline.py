@@ -1,0 +1,165 @@
+"""The indexing pipeline as plain functions over ids: add -> plan -> index_chunk (each chunk,
+in any order, any number of times) -> finalize. The CLI runs them in-process; Celery tasks
+call the same functions. Every write is keyed so that running a step twice changes nothing."""
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import delete
+
+from core.config import Settings
+from core.errors import BadVideo, ChronoscopeError
+from indexer import signals
+from indexer.plan import ChunkSpan, plan_chunks
+from indexer.probe import probe
+from store import queries
+from store.db import session_scope
+from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Video
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def add_video(settings: Settings, path: Path, *, tenant: str = "default",
+              filename: str | None = None) -> str:
+    """Register a file to index and return its id. The same content indexed again by the same
+    tenant returns the existing video (a failed one is queued again)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise BadVideo(f"{path.name}: no such file")
+    digest = file_sha256(path)
+    with session_scope(settings) as s:
+        existing = queries.find_video_by_sha256(s, sha256=digest, tenant=tenant)
+        if existing is not None:
+            if existing.status == FAILED:
+                existing.status, existing.error = QUEUED, None
+            return existing.id
+        video = Video(id=uuid.uuid4().hex, tenant=tenant, filename=filename or path.name,
+                      path=str(path), sha256=digest, size_bytes=path.stat().st_size,
+                      status=QUEUED, notes=[])
+        s.add(video)
+        return video.id
+
+
+def fail(settings: Settings, video_id: str, reason: str) -> None:
+    with session_scope(settings) as s:
+        video = queries.get_video(s, video_id)
+        video.status, video.error = FAILED, reason
+
+
+def plan(settings: Settings, video_id: str) -> int:
+    """Probe the file and store its chunk plan; returns the number of chunks. A video whose
+    file cannot be used is marked failed with the reason, and BadVideo is raised."""
+    with session_scope(settings) as s:
+        path = queries.get_video(s, video_id).path
+    try:
+        info = probe(Path(path))
+    except BadVideo as e:
+        fail(settings, video_id, str(e))
+        raise
+    spans = plan_chunks(info.duration_ms, length_ms=round(settings.chunk.length_s * 1000))
+    with session_scope(settings) as s:
+        video = queries.get_video(s, video_id)
+        video.duration_ms, video.width, video.height = info.duration_ms, info.width, info.height
+        video.fps, video.video_codec, video.has_audio = info.fps, info.video_codec, info.has_audio
+        video.status, video.error = PROCESSING, None
+        video.notes = signals.skipped_notes(settings, info)
+        have = {c.idx: c for c in queries.get_chunks(s, video_id=video_id)}
+        if [(c.idx, c.start_ms, c.end_ms) for c in have.values()] != \
+           [(c.idx, c.start_ms, c.end_ms) for c in spans]:
+            # The plan changed (new chunk length): old units no longer line up, start over.
+            for table in (Segment, ChunkRun, Chunk):
+                s.execute(delete(table).where(table.video_id == video_id))
+            s.flush()
+            s.add_all(Chunk(video_id=video_id, idx=c.idx, start_ms=c.start_ms, end_ms=c.end_ms)
+                      for c in spans)
+        video.chunks_total = len(spans)
+        s.flush()
+        queries.recount_done(s, video_id=video_id)
+    return len(spans)
+
+
+def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
+    """Run every enabled signal over one chunk, skipping the units already finished with the
+    same model; returns the number of units computed."""
+    with session_scope(settings) as s:
+        video = queries.get_video(s, video_id)
+        chunk = s.get(Chunk, (video_id, idx))
+        if chunk is None:
+            raise ChronoscopeError(f"video {video_id} has no chunk {idx}; plan it first")
+        span = ChunkSpan(idx, chunk.start_ms, chunk.end_ms)
+        done = queries.finished_runs(s, video_id=video_id, chunk_idx=idx)
+        path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
+    computed = 0
+    context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
+    for signal in signals.enabled(settings, has_audio=has_audio):
+        model_id = signals.model_id(settings, signal)
+        if (signal, model_id) in done:
+            continue
+        segments = signals.run(signal, context)
+        vectors, embed_model = signals.embed(settings, segments)
+        with session_scope(settings) as s:
+            queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
+                                 model_id=model_id, segments=segments, embeddings=vectors,
+                                 embed_model=embed_model)
+        computed += 1
+    with session_scope(settings) as s:
+        queries.mark_chunk_done(s, video_id=video_id, chunk_idx=idx)
+    return computed
+
+
+def finalize(settings: Settings, video_id: str) -> None:
+    """Chapters and summary, vectors in step with the database, status ready."""
+    from search import chapters, vectors   # the read side is only needed at the end
+    chapters.build_summary(settings, video_id)
+    vectors.sync(settings)
+    with session_scope(settings) as s:
+        video = queries.get_video(s, video_id)
+        video.status, video.error = READY, None
+
+
+def index_video(settings: Settings, video_id: str,
+                on_progress: Callable[[int, int], None] | None = None) -> None:
+    """The whole pipeline in this process. A user-facing failure marks the video failed and
+    is raised; chunks already finished are kept, so a later run resumes after them."""
+    try:
+        total = plan(settings, video_id)
+        for idx in range(total):
+            index_chunk(settings, video_id, idx)
+            if on_progress:
+                on_progress(idx + 1, total)
+        finalize(settings, video_id)
+    except BadVideo:
+        raise
+    except ChronoscopeError as e:
+        fail(settings, video_id, str(e))
+        raise
+    except Exception as e:
+        log.exception("indexing %s failed", video_id)
+        fail(settings, video_id, f"internal error: {type(e).__name__}: {e}")
+        raise
+
+
+def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:
+    """Rows (segments, chunks, summaries by cascade), vectors, and the stored file when
+    chronoscope owns it (an upload in its media directory; never a user's own file)."""
+    from search import vectors
+    with session_scope(settings) as s:
+        video = queries.get_video(s, video_id, tenant=tenant)
+        path = Path(video.path)
+        s.delete(video)
+    vectors.sync(settings)
+    media = settings.media_dir.resolve()
+    if path.is_relative_to(media):
+        path.unlink(missing_ok=True)
+

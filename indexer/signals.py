@@ -1,0 +1,129 @@
+"""The signals of one chunk: speech, screen text and visual events. Each turns the chunk's
+media into segments that the chunk owns; `pipeline` stores them unit by unit."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.config import Settings
+from core.types import SCREEN_TEXT, SPEECH, VISUAL, Frame, Segment, VideoInfo
+from indexer.decode import decode_audio, sample_frames
+from indexer.plan import ChunkSpan
+
+VISUAL_SKIPPED = ("visual captions skipped: no Qwen3-VL checkpoint configured; set "
+                  "CHRONOSCOPE_QWEN__MODEL to a hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or a "
+                  "local directory and re-index to add them")
+
+
+@dataclass
+class ChunkContext:
+    """What the signals of one chunk share; frames are decoded once, on first use."""
+    settings: Settings
+    video_id: str
+    path: Path
+    span: ChunkSpan
+    duration_ms: int
+    has_audio: bool
+    _frames: list[Frame] | None = field(default=None, repr=False)
+
+    @property
+    def read_range(self) -> tuple[int, int]:
+        return self.span.read_range(round(self.settings.chunk.overlap_s * 1000), self.duration_ms)
+
+    def frames(self) -> list[Frame]:
+        # Screen text needs legible frames and Qwen3-VL resizes on its own, so one pass at
+        # the larger size serves both. Only the chunk's own span is read: on-screen text is
+        # clipped to the span anyway and visual windows tile it.
+        if self._frames is None:
+            s = self.settings
+            self._frames = list(sample_frames(self.path, start_ms=self.span.start_ms,
+                                              end_ms=self.span.end_ms, fps=s.decode.fps,
+                                              max_side=max(s.ocr.max_side, s.qwen.frame_side)))
+        return self._frames
+
+
+def skipped_notes(settings: Settings, info: VideoInfo) -> list[str]:
+    """What a user should know about signals that will not run for this video."""
+    notes = []
+    if not settings.qwen.model:
+        notes.append(VISUAL_SKIPPED)
+    if not info.has_audio:
+        notes.append("speech skipped: the file has no audio stream")
+    return notes
+
+
+def enabled(settings: Settings, *, has_audio: bool) -> list[str]:
+    out = []
+    if settings.speech.enabled and has_audio:
+        out.append(SPEECH)
+    if settings.ocr.enabled:
+        out.append(SCREEN_TEXT)
+    if settings.qwen.model:
+        out.append(VISUAL)
+    return out
+
+
+def model_id(settings: Settings, signal: str) -> str:
+    if signal == SPEECH:
+        from model import speech
+        return speech.model_id(settings)
+    if signal == SCREEN_TEXT:
+        from model import ocr
+        return ocr.model_id(settings)
+    from model.qwen import loader
+    return loader.model_id(settings)
+
+
+def run(signal: str, ctx: ChunkContext) -> list[Segment]:
+    if signal == SPEECH:
+        return _speech(ctx)
+    if signal == SCREEN_TEXT:
+        return _screen_text(ctx)
+    return _visual(ctx)
+
+
+def _speech(ctx: ChunkContext) -> list[Segment]:
+    from model import speech
+    start, end = ctx.read_range
+    audio = decode_audio(ctx.path, start_ms=start, end_ms=end)
+    segments = speech.transcribe(audio, offset_ms=start, settings=ctx.settings)
+    # A phrase belongs to the chunk its start falls in; the overlap only lets it finish.
+    return [s for s in segments if ctx.span.owns(s.start_ms)]
+
+
+def _screen_text(ctx: ChunkContext) -> list[Segment]:
+    from model import ocr
+    segments = ocr.read_text(ctx.frames(), settings=ctx.settings)
+    return [clip(s, ctx.span.start_ms, ctx.span.end_ms) for s in segments
+            if s.end_ms > ctx.span.start_ms and s.start_ms < ctx.span.end_ms]
+
+
+def _visual(ctx: ChunkContext) -> list[Segment]:
+    from model.qwen import caption
+    return caption.caption_span(ctx.frames(), start_ms=ctx.span.start_ms,
+                                end_ms=ctx.span.end_ms, settings=ctx.settings,
+                                speech=stored_speech(ctx))
+
+
+def stored_speech(ctx: ChunkContext) -> list[Segment]:
+    """Speech already stored for this chunk, given to Qwen3-VL as context."""
+    from store import queries
+    from store.db import session_scope
+    with session_scope(ctx.settings) as s:
+        rows = queries.get_segments(s, video_id=ctx.video_id, start_ms=ctx.span.start_ms,
+                                    end_ms=ctx.span.end_ms, kinds=[SPEECH])
+        return [Segment(r.start_ms, r.end_ms, r.kind, r.text, r.model_id) for r in rows]
+
+
+def clip(seg: Segment, start_ms: int, end_ms: int) -> Segment:
+    return Segment(max(seg.start_ms, start_ms), min(seg.end_ms, end_ms), seg.kind, seg.text,
+                   seg.model_id)
+
+
+def embed(settings: Settings, segments: list[Segment]) -> tuple[np.ndarray | None, str | None]:
+    if not segments:
+        return None, None
+    from model import embed as embedder
+    vectors = embedder.embed([s.text for s in segments], kind="document", settings=settings)
+    return vectors, embedder.model_id(settings)
