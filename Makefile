@@ -22,8 +22,8 @@ setup: system-deps .venv/.installed
 
 demo: setup
 	.venv/bin/chronoscope index $(SAMPLES)
-	.venv/bin/chronoscope search "a man asks for a story about a prison"
-	.venv/bin/chronoscope search "the clock shows text on screen" -k 3
+	.venv/bin/chronoscope search "is the boss in his office?"
+	.venv/bin/chronoscope search "title of the example film" -k 3
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,0 +1,111 @@
+"""The pipeline end to end on real files and both databases: idempotent units, resume after
+a crash without redoing finished chunks, and no duplicates."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from core.types import SCREEN_TEXT, SPEECH
+from indexer import pipeline, signals
+from store import queries
+from store.db import session_scope
+from store.schema import READY, ChunkRun
+
+
+def rows(settings, video_id):
+    with session_scope(settings) as s:
+        return [(r.chunk_idx, r.kind, r.start_ms, r.end_ms, r.text, r.model_id)
+                for r in queries.get_segments(s, video_id=video_id)]
+
+
+@pytest.fixture
+def clip(media, tmp_path):
+    path = tmp_path / "clip.mp4"
+    shutil.copy(media / "his_girl_friday_6s.mp4", path)
+    return path
+
+
+def small_chunks(settings):
+    settings.chunk.length_s, settings.chunk.overlap_s = 2.0, 1.0
+    return settings
+
+
+def test_index_stores_timed_embedded_segments(settings, clip):
+    small_chunks(settings)
+    vid = pipeline.add_video(settings, clip)
+    pipeline.index_video(settings, vid)
+    with session_scope(settings) as s:
+        video = queries.get_video(s, vid)
+        assert video.status == READY and video.chunks_done == video.chunks_total == 4
+        assert 6000 <= video.duration_ms <= 6400
+        assert any("visual captions skipped" in n and "CHRONOSCOPE_QWEN__MODEL" in n
+                   for n in video.notes)
+        segs = queries.get_segments(s, video_id=vid)
+        kinds = {r.kind for r in segs}
+        assert SPEECH in kinds
+        for r in segs:
+            assert 0 <= r.start_ms <= r.end_ms <= video.duration_ms + 1000
+            vec = np.frombuffer(r.embedding, dtype=np.float32)
+            assert vec.shape == (384,) and abs(np.linalg.norm(vec) - 1) < 1e-3
+            # a chunk owns the segments that start inside it
+            assert r.chunk_idx == min(r.start_ms // 2000, 3)
+    # the same content again is the same video
+    assert pipeline.add_video(settings, clip) == vid
+
+
+def test_chunk_that_runs_twice_leaves_the_same_rows(settings, clip):
+    small_chunks(settings)
+    vid = pipeline.add_video(settings, clip)
+    pipeline.index_video(settings, vid)
+    before = rows(settings, vid)
+    # force chunk 1 to run again from scratch: drop its finished marks, keep its rows
+    with session_scope(settings) as s:
+        for run in s.query(ChunkRun).filter_by(video_id=vid, chunk_idx=1):
+            s.delete(run)
+    assert pipeline.index_chunk(settings, vid, 1) >= 1
+    assert rows(settings, vid) == before
+    assert len(set(before)) == len(before)
+
+
+def test_crash_mid_video_resumes_without_redoing_finished_chunks(settings, clip, monkeypatch):
+    small_chunks(settings)
+    reference = pipeline.add_video(settings, clip)
+    pipeline.index_video(settings, reference)
+    expected = [r[1:] for r in rows(settings, reference)]
+    pipeline.delete_video(settings, reference)
+
+    vid = pipeline.add_video(settings, clip)
+    calls = []
+    real_run = signals.run
+
+    def crashing_run(signal, ctx):
+        calls.append((ctx.span.idx, signal))
+        if ctx.span.idx == 2:
+            raise RuntimeError("worker killed")
+        return real_run(signal, ctx)
+
+    monkeypatch.setattr(signals, "run", crashing_run)
+    with pytest.raises(RuntimeError):
+        pipeline.index_video(settings, vid)
+    with session_scope(settings) as s:
+        assert queries.get_video(s, vid).chunks_done == 2
+
+    calls.clear()
+    monkeypatch.setattr(signals, "run", lambda signal, ctx: (calls.append((ctx.span.idx, signal)),
+                                                             real_run(signal, ctx))[1])
+    pipeline.index_video(settings, vid)
+    assert {idx for idx, _ in calls} == {2, 3}          # chunks 0 and 1 were not redone
+    assert [r[1:] for r in rows(settings, vid)] == expected
+
+
+def test_screen_text_is_clipped_to_its_chunk(sqlite_settings, media):
+    s = sqlite_settings
+    s.chunk.length_s, s.speech.enabled = 20.0, False
+    vid = pipeline.add_video(s, media / "timer_text_61s.mp4")
+    pipeline.index_video(s, vid)
+    with session_scope(s) as sess:
+        segs = queries.get_segments(sess, video_id=vid, kinds=[SCREEN_TEXT])
+        assert segs, "the timer video shows text"
+        for r in segs:
+            assert r.chunk_idx * 20000 <= r.start_ms < r.end_ms <= (r.chunk_idx + 1) * 20000
