@@ -14,7 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class DecodeSettings(BaseModel):
     fps: float = Field(1.0, gt=0, le=30, description="frames sampled per second of video")
     max_side: int = Field(448, ge=32, le=4096, description="longest side of a sampled frame, px")
-    max_pixels: int = Field(8192 * 8192, description="larger videos are refused as absurd")
+    # Beyond 8K (and beyond what H.264/HEVC levels allow) a file is refused as absurd: a
+    # corrupt or hostile header, not footage worth decoding.
+    max_pixels: int = Field(8192 * 4320, description="most pixels per frame accepted")
+    max_dimension: int = Field(8192, description="longest side accepted, px")
 
 
 class ChunkSettings(BaseModel):

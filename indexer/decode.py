@@ -112,9 +112,11 @@ def sample_frames(path: Path, *, start_ms: int = 0, end_ms: int | None = None,
                 k += 1
                 target = k * interval
             prev, prev_t = frame, t_ms
-        # Targets after the last frame, within half an interval of it, get the last frame.
+        # A target after the last frame's time but while it is still on screen gets it.
         target = k * interval
-        if prev is not None and target - prev_t <= interval / 2 and \
+        shown_ms = float(prev.duration * prev.time_base * 1000) if prev is not None and \
+            prev.duration else 0.0
+        if prev is not None and target < prev_t + shown_ms and \
                 (end_ms is None or target < end_ms):
             out = emit(prev, round(prev_t))
             if out is not None:

@@ -52,15 +52,17 @@ def probe(path: Path) -> VideoInfo:
                            f"{name or 'unknown'}; re-encode it "
                            "to H.264, VP9 or AV1")
         w, h = ctx.width, ctx.height
-        if w <= 0 or h <= 0 or w * h > settings.decode.max_pixels:
+        limits = settings.decode
+        if w <= 0 or h <= 0 or w * h > limits.max_pixels or max(w, h) > limits.max_dimension:
             raise BadVideo(f"{path.name}: absurd resolution {w}x{h}; chronoscope accepts up "
-                           f"to {settings.decode.max_pixels} pixels per frame")
+                           f"to {limits.max_dimension} px a side and {limits.max_pixels} "
+                           "pixels per frame")
         _check_complete(path, stream)
         first = _first_frame(path, container, stream)
         origin = origin_s(container)
+        duration_ms = _duration_ms(container, stream, origin)
         start_ms = round((first.time - origin) * 1000) if first.time is not None else 0
         rotation = int(first.rotation or 0) % 360
-        duration_ms = _duration_ms(container, stream, origin)
         if duration_ms <= 0:
             raise BadVideo(f"{path.name}: the video has no duration (no frames with times)")
         if rotation in (90, 270):
@@ -116,14 +118,24 @@ def _first_frame(path: Path, container, stream):
 
 
 def _duration_ms(container, stream, origin: Fraction) -> int:
-    if container.duration is not None and container.duration > 0:
-        return round(Fraction(container.duration, av.time_base) * 1000)
-    if stream.duration and stream.time_base:
-        return round(stream.duration * stream.time_base * 1000)
-    # No declared duration (raw streams, some AVI/TS): find the last packet's end.
+    """From the start to the end of the last video frame. Declared durations are only a
+    hint (Matroska counts from zero whatever the start, some AVIs declare none), so the
+    tail of the file is read: one seek and a few packets."""
+    declared = Fraction(container.duration or 0, av.time_base)
+    if not declared and stream.duration and stream.time_base:
+        declared = stream.duration * stream.time_base
     end = Fraction(0)
-    container.seek(0)
-    for packet in container.demux(stream):
-        if packet.pts is not None:
-            end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
-    return round((end - origin) * 1000)
+    try:
+        if declared:
+            target = origin + declared
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        else:
+            container.seek(0)
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
+    except av.error.FFmpegError:
+        pass
+    if end > origin:
+        return round((end - origin) * 1000)
+    return round(declared * 1000)

@@ -22,6 +22,10 @@ from store.schema import Segment, Video
 
 RRF_K = 60
 COS_LOW, COS_HIGH, TEXT_BONUS = 0.15, 0.75, 0.1
+REL_FLOOR = 0.15
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has he her his i in is it its of on or she that the "
+    "their there they this to was were what when where which who will with you".split())
 
 
 @dataclass
@@ -73,7 +77,7 @@ def _filters(stmt, *, video_ids, start_ms, end_ms, kinds, tenant):
 
 
 def _text_hits(settings: Settings, query: str, n: int, filters: dict) -> list[int]:
-    words = re.findall(r"\w+", query.lower())
+    words = [w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS]
     if not words:
         return []
     engine = get_engine(settings)
@@ -111,10 +115,12 @@ def search(settings: Settings, query: str, *, video_ids: list[str] | None = None
                    tenant=tenant)
     n = max(50, 5 * k)
     qvec = embed.embed([query], kind="query", settings=settings)[0]
-    # A vector "hit" below the floor is just the nearest of unrelated text: leave it out, so
-    # it neither fills the list nor glues real hits together into one long moment.
-    vec_hits = [i for i, cos in vectors.search(settings, qvec, n, _candidates(settings, filters))
-                if cos >= COS_LOW]
+    # A vector "hit" far below the best one (or under the absolute floor) is just the nearest
+    # of unrelated text: leave it out, so it neither fills the list nor glues real hits
+    # together into one long moment (a timer's every second, say).
+    found = vectors.search(settings, qvec, n, _candidates(settings, filters))
+    floor = max(COS_LOW, found[0][1] - REL_FLOOR) if found else COS_LOW
+    vec_hits = [i for i, cos in found if cos >= floor]
     text_hits = _text_hits(settings, query, n, filters)
     fused: dict[int, float] = {}
     for hits in (vec_hits, text_hits):
