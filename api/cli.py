@@ -277,5 +277,58 @@ def summary(video_id: str, as_json: JsonOpt = False) -> None:
     _emit(data, as_json, "\n".join(lines).strip())
 
 
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000,
+          workers: Annotated[int, typer.Option(help="server processes (needs a broker when "
+                                                    "more than 1)")] = 1) -> None:
+    """Serve the HTTP API and the web page (migrates the database first)."""
+    import uvicorn
+    if workers > 1 and not get_settings().broker_url:
+        _die("several server processes need a broker (CHRONOSCOPE_BROKER_URL): without one "
+             "each process would index the same uploads itself", 2)
+    uvicorn.run("api.http:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, log_level="info")
+
+
+@app.command()
+def worker(queues: Annotated[str, typer.Option(help="comma-separated: cpu (decode, speech, "
+                                                    "OCR), gpu (Qwen3-VL)")] = "cpu,gpu",
+           concurrency: Annotated[int, typer.Option(help="worker processes; each loads its "
+                                                         "own models")] = 1,
+           loglevel: Annotated[str, typer.Option(help="celery log level")] = "info") -> None:
+    """Run a Celery worker over the configured broker."""
+    from workers.celery_app import CPU, GPU, app as celery_app
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not get_settings().broker_url:
+        _die("no broker configured: set CHRONOSCOPE_BROKER_URL (e.g. redis://127.0.0.1:6379/0); "
+             "without one, `chronoscope index` runs the same tasks in-process", 2)
+    if not names or any(q not in (CPU, GPU) for q in names):
+        _die(f"unknown queue in {queues!r}: use {CPU}, {GPU} or both", 2)
+    logging.getLogger().setLevel(loglevel.upper())
+    # Gossip and mingle only chatter between workers; chronoscope coordinates through the
+    # database, and without them a worker starts faster and rides out a broker restart.
+    celery_app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency),
+                            "-n", f"{'-'.join(names)}.{os.getpid()}@%h", "-l", loglevel,
+                            "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def keys(tenant: Annotated[str, typer.Argument(help="tenant name: a-z, 0-9, '_', '-'")],
+         as_json: JsonOpt = False) -> None:
+    """Create an API key for a tenant (the tenant too, if new). The key is shown only once."""
+    from api.deps import create_key
+    from store.db import session_scope
+    try:
+        with session_scope(get_settings()) as s:
+            key, row = create_key(s, tenant=tenant)
+            secret = row.webhook_secret
+    except BadInput as e:
+        _die(str(e), 2)
+    _emit({"tenant": tenant, "key": key, "webhook_secret": secret}, as_json,
+          f"tenant:         {tenant}\napi key:        {key}\n"
+          f"webhook secret: {secret}\n(the key is not stored; keep it now)")
+
+
 if __name__ == "__main__":
     app()

@@ -36,7 +36,7 @@ def add_video(settings: Settings, path: Path, *, tenant: str = "default",
     tenant returns the existing video (a failed one is queued again)."""
     path = Path(path).resolve()
     if not path.is_file():
-        raise BadVideo(f"{path.name}: no such file")
+        raise BadVideo(f"{path.name}: file not found")
     digest = file_sha256(path)
     with session_scope(settings) as s:
         existing = queries.find_video_by_sha256(s, sha256=digest, tenant=tenant)
@@ -145,7 +145,9 @@ def index_video(settings: Settings, video_id: str,
         fail(settings, video_id, str(e))
         raise
     except Exception as e:
-        log.exception("indexing %s failed", video_id)
+        # The reason goes to the video; the traceback only to a debug log.
+        log.error("indexing %s failed: %s", video_id, e,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
         fail(settings, video_id, f"internal error: {type(e).__name__}: {e}")
         raise
 

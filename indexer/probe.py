@@ -13,69 +13,131 @@ from core.types import VideoInfo
 
 log = logging.getLogger(__name__)
 
+REENCODE = "re-encode it to H.264, VP9 or AV1 (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
+
 
 def origin_s(container) -> Fraction:
-    """Time zero of the file as a player shows it: the container's start time."""
+    """Time zero of the file as a player shows it: the container's start time, seconds."""
     start = container.start_time
     return Fraction(start, av.time_base) if start is not None else Fraction(0)
 
 
-def open_video(path: Path):
-    """Open a file and return (container, video stream), or raise BadVideo."""
+def open_media(path: Path):
+    """Open any media file, or raise BadVideo saying why it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise BadVideo(f"{path.name}: file not found")
     if path.stat().st_size == 0:
         raise BadVideo(f"{path.name}: the file is empty (0 bytes); upload it again")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        hint = ("the file is truncated (its index is missing); upload the complete file"
-                if "moov atom not found" in str(e) else
-                "it is not a video file FFmpeg can read")
-        raise BadVideo(f"{path.name}: {hint} ({e.strerror or e})") from None
-    if not container.streams.video:
+        detail = e.strerror or str(e)
+        if isinstance(e, av.error.InvalidDataError) and _looks_like_mp4(path):
+            hint = ("the file is truncated: an MP4/MOV whose index (moov box) is missing, "
+                    "usually an interrupted upload or recording; upload the complete file")
+        elif isinstance(e, av.error.InvalidDataError):
+            hint = "it is not a video file FFmpeg can read (wrong or damaged contents)"
+        else:
+            hint = "it could not be opened"
+        raise BadVideo(f"{path.name}: {hint} ({detail})") from None
+
+
+def _looks_like_mp4(path: Path) -> bool:
+    # An MP4/MOV starts with an ftyp box; if FFmpeg still cannot open it, what is missing
+    # is the index that recorders and uploads write last.
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return head[4:8] in (b"ftyp", b"wide", b"mdat", b"free")
+
+
+def video_stream(container):
+    """The main picture stream: cover art (attached pictures) does not count."""
+    streams = [s for s in container.streams.video
+               if not s.disposition & av.stream.Disposition.attached_pic]
+    return streams[0] if streams else None
+
+
+def audio_stream(container):
+    """The first audio stream FFmpeg can decode, if any."""
+    streams = [s for s in container.streams.audio
+               if s.codec_context is not None and _has_decoder(s.codec_context.name)]
+    return streams[0] if streams else None
+
+
+def open_video(path: Path):
+    """Open a file and return (container, video stream), or raise BadVideo."""
+    path = Path(path)
+    container = open_media(path)
+    stream = video_stream(container)
+    if stream is None:
+        kinds = sorted({"cover art" if s.type == "video" else s.type
+                        for s in container.streams}) or ["nothing"]
         container.close()
-        raise BadVideo(f"{path.name}: the file has no video stream (audio-only or data file)")
-    return container, container.streams.video[0]
+        raise BadVideo(f"{path.name}: the file has no video stream (it holds "
+                       f"{', '.join(kinds)}); upload a video file")
+    return container, stream
 
 
 def probe(path: Path) -> VideoInfo:
-    settings = get_settings()
     path = Path(path)
     container, stream = open_video(path)
-    with container:
-        ctx = stream.codec_context
-        name = ctx.name if ctx is not None else None
-        if not _has_decoder(name):
-            raise BadVideo(f"{path.name}: unsupported video codec "
-                           f"{name or 'unknown'}; re-encode it "
-                           "to H.264, VP9 or AV1")
-        w, h = ctx.width, ctx.height
-        limits = settings.decode
-        if w <= 0 or h <= 0 or w * h > limits.max_pixels or max(w, h) > limits.max_dimension:
-            raise BadVideo(f"{path.name}: absurd resolution {w}x{h}; chronoscope accepts up "
-                           f"to {limits.max_dimension} px a side and {limits.max_pixels} "
-                           "pixels per frame")
-        _check_complete(path, stream)
-        first = _first_frame(path, container, stream)
-        origin = origin_s(container)
-        duration_ms = _duration_ms(container, stream, origin)
-        start_ms = round((first.time - origin) * 1000) if first.time is not None else 0
-        rotation = int(first.rotation or 0) % 360
-        if duration_ms <= 0:
-            raise BadVideo(f"{path.name}: the video has no duration (no frames with times)")
-        if rotation in (90, 270):
-            w, h = h, w
-        audio = container.streams.audio[0] if container.streams.audio else None
-        return VideoInfo(
-            duration_ms=duration_ms, width=w, height=h, rotation=rotation,
-            fps=float(stream.average_rate) if stream.average_rate else None,
-            video_codec=name, container=container.format.name,
-            has_audio=audio is not None and audio.codec_context is not None,
-            audio_codec=audio.codec_context.name if audio is not None and audio.codec_context
-            else None,
-            start_ms=start_ms)
+    try:
+        with container:
+            return _probe(path, container, stream)
+    except av.error.FFmpegError as e:    # anything FFmpeg did not like that slipped through
+        raise BadVideo(f"{path.name}: the file could not be read ({e}); it may be damaged, "
+                       "try uploading it again or " + REENCODE) from None
+
+
+def _probe(path: Path, container, stream) -> VideoInfo:
+    ctx = stream.codec_context
+    if ctx is None or not _has_decoder(ctx.name):
+        tag = _fourcc(stream)
+        raise BadVideo(f"{path.name}: unsupported video codec "
+                       f"{(ctx.name if ctx is not None else None) or tag or 'unknown'}; "
+                       + REENCODE)
+    _check_size(path, ctx.width, ctx.height, declared=True)
+    _check_complete(path, stream)
+    first = _first_frame(path, container, stream)
+    _check_size(path, first.width, first.height, declared=False)
+    origin = origin_s(container)
+    duration_ms = _duration_ms(path, container, stream, origin)
+    if duration_ms <= 0:
+        # A raw elementary stream (.h264, .hevc) has no timestamps: its times could only be
+        # guessed from a nominal rate, and chronoscope's times are data, not guesses.
+        raise BadVideo(f"{path.name}: the video has no timestamps, so its duration and times "
+                       "are unknown (a raw stream?); put it in a container at its real frame "
+                       "rate, e.g. ffmpeg -r 30 -i IN -c copy OUT.mp4")
+    t = frame_time(first)
+    start_ms = max(0, round((t - origin) * 1000)) if t is not None else 0
+    rotation = int(first.rotation or 0) % 360
+    w, h = display_size(first.width, first.height, ctx.sample_aspect_ratio)
+    if rotation in (90, 270):
+        w, h = h, w
+    audio = audio_stream(container)
+    return VideoInfo(
+        duration_ms=duration_ms, width=w, height=h, rotation=rotation,
+        fps=float(stream.average_rate) if stream.average_rate else None,
+        video_codec=ctx.name, container=container.format.name,
+        has_audio=audio is not None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        start_ms=start_ms)
+
+
+def frame_time(frame) -> Fraction | None:
+    """A decoded frame's presentation time in seconds: its pts, or the packet dts when the
+    decoder could not carry a pts through (what FFmpeg's best_effort_timestamp falls back
+    to; PyAV does not expose that field)."""
+    ts = frame.pts if frame.pts is not None else frame.dts
+    return None if ts is None or frame.time_base is None else ts * frame.time_base
+
+
+def display_size(width: int, height: int, sar) -> tuple[int, int]:
+    """Picture size as shown: non-square pixels (anamorphic DVD, DV) widen or narrow it."""
+    if sar and sar > 0 and sar != 1:
+        return max(2, round(width * sar / 2) * 2), height
+    return width, height
 
 
 def _has_decoder(name: str | None) -> bool:
@@ -83,6 +145,24 @@ def _has_decoder(name: str | None) -> bool:
         return bool(name) and av.Codec(name, "r") is not None
     except (ValueError, av.error.FFmpegError):
         return False
+
+
+def _fourcc(stream) -> str | None:
+    try:
+        tag = stream.codec_context.codec_tag if stream.codec_context else None
+    except Exception:  # noqa: BLE001 - only a nicer message is at stake
+        tag = None
+    return tag.strip() if isinstance(tag, str) and tag.strip("\x00 ") else None
+
+
+def _check_size(path: Path, w: int, h: int, *, declared: bool) -> None:
+    limits = get_settings().decode
+    if declared and (w, h) == (0, 0):
+        return          # some containers learn the size only from the first frame
+    if w <= 0 or h <= 0 or w * h > limits.max_pixels or max(w, h) > limits.max_dimension:
+        raise BadVideo(f"{path.name}: absurd resolution {w}x{h}; chronoscope accepts up to "
+                       f"{limits.max_dimension} px a side and {limits.max_pixels} pixels per "
+                       "frame (8K); the header may be damaged, or scale the video down")
 
 
 def _check_complete(path: Path, stream) -> None:
@@ -100,42 +180,66 @@ def _check_complete(path: Path, stream) -> None:
 def _first_frame(path: Path, container, stream):
     """Decode the first picture: proves the codec works on this file."""
     errors = 0
+    last_error = None
     try:
         for packet in container.demux(stream):
             try:
                 for frame in packet.decode():
                     return frame
-            except av.error.InvalidDataError:
-                errors += 1
+            except av.error.InvalidDataError as e:
+                errors, last_error = errors + 1, e
                 if errors > 50:
                     break
-        for frame in stream.codec_context.decode(None):   # flush: very short files
-            return frame
     except av.error.FFmpegError as e:
-        raise BadVideo(f"{path.name}: the video stream cannot be decoded ({e})") from None
-    raise BadVideo(f"{path.name}: no picture could be decoded from the video stream; the file "
-                   "is corrupt or uses an unsupported codec")
+        last_error = e
+    detail = f" ({last_error})" if last_error is not None else ""
+    raise BadVideo(f"{path.name}: no picture could be decoded from the video stream{detail}; "
+                   "the file is corrupt or its codec is unsupported, " + REENCODE)
 
 
-def _duration_ms(container, stream, origin: Fraction) -> int:
-    """From the start to the end of the last video frame. Declared durations are only a
-    hint (Matroska counts from zero whatever the start, some AVIs declare none), so the
-    tail of the file is read: one seek and a few packets."""
+def _duration_ms(path: Path, container, stream, origin: Fraction) -> int:
+    """From time zero to the end of the last video frame or audio sample, whichever is
+    later (speech may go on after the picture ends). Declared durations are only a hint
+    (some files declare none, a cut file declares more than it has), so the tail of the file
+    is read: one seek and the packets of the last seconds. With no declared duration at all
+    every packet is read (demuxing only, no decoding: seconds even for hours)."""
     declared = Fraction(container.duration or 0, av.time_base)
     if not declared and stream.duration and stream.time_base:
         declared = stream.duration * stream.time_base
-    end = Fraction(0)
+    # Matroska declares where the last frame ends, from 0 whatever the start; the others
+    # the span from the start.
+    matroska = "matroska" in container.format.name
+    declared_end = declared if matroska else origin + declared
+    streams = [stream] + [s for s in container.streams.audio]
+    last: dict = {s.index: [] for s in streams}     # the two latest (pts, duration) per stream
     try:
-        if declared:
-            target = origin + declared
+        if declared > 10:
+            # Some way before the end, so that at least two packets follow (a seek to the
+            # very end may land on the last packet alone).
+            target = declared_end - 10
             container.seek(int(target / stream.time_base), stream=stream, backward=True)
         else:
             container.seek(0)
-        for packet in container.demux(stream):
+        for packet in container.demux(streams):
             if packet.pts is not None:
-                end = max(end, (packet.pts + (packet.duration or 0)) * packet.time_base)
-    except av.error.FFmpegError:
-        pass
-    if end > origin:
-        return round((end - origin) * 1000)
-    return round(declared * 1000)
+                tail = last[packet.stream_index]
+                last[packet.stream_index] = sorted([*tail, (packet.pts, packet.duration or 0)])[-2:]
+    except av.error.FFmpegError as e:
+        log.info("%s: could not read the end of the file: %s", container.name, e)
+    ends = []
+    for s in streams:
+        if last[s.index]:
+            pts, duration = last[s.index][-1]
+            if not duration and len(last[s.index]) == 2:
+                duration = pts - last[s.index][0][0]   # MPEG-TS leaves it out: the last gap
+            ends.append((pts + duration) * s.time_base)
+    if not ends or max(ends) <= origin:
+        return round(declared * 1000)
+    end = max(ends)
+    # Matroska writes its duration when the recording is finished: a file that holds less
+    # than it declares was cut short (an interrupted upload or copy).
+    if matroska and declared and declared_end - end > max(2, declared / 50):
+        raise BadVideo(f"{path.name}: the file is truncated (it declares "
+                       f"{float(declared_end - origin):.1f} s but its data ends at "
+                       f"{float(end - origin):.1f} s); upload the complete file")
+    return round((end - origin) * 1000)

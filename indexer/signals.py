@@ -72,7 +72,7 @@ def model_id(settings: Settings, signal: str) -> str:
         from model import ocr
         return ocr.model_id(settings)
     from model.qwen import loader
-    return loader.model_id(settings)
+    return loader.resolve(settings)[1]   # without loading the weights
 
 
 def run(signal: str, ctx: ChunkContext) -> list[Segment]:
@@ -101,18 +101,32 @@ def _screen_text(ctx: ChunkContext) -> list[Segment]:
 
 def _visual(ctx: ChunkContext) -> list[Segment]:
     from model.qwen import caption
-    return caption.caption_span(ctx.frames(), start_ms=ctx.span.start_ms,
-                                end_ms=ctx.span.end_ms, settings=ctx.settings,
-                                speech=stored_speech(ctx))
+    from model.qwen.memory import update_memory
+    q = ctx.settings.qwen
+    windows = caption.make_windows(ctx.frames(), start_ms=ctx.span.start_ms,
+                                   end_ms=ctx.span.end_ms, window_s=q.window_s,
+                                   speech=stored(ctx, SPEECH))
+    # The rolling memory crosses chunk boundaries through what the previous chunk stored,
+    # so chunks can still run on different workers.
+    memory = update_memory("", stored(ctx, VISUAL, before=True), limit=q.memory_chars) \
+        if q.memory else ""
+    per_window, _ = caption.caption_video(windows, settings=ctx.settings, memory=memory)
+    return [seg for segs in per_window for seg in segs]
 
 
-def stored_speech(ctx: ChunkContext) -> list[Segment]:
-    """Speech already stored for this chunk, given to Qwen3-VL as context."""
+def stored(ctx: ChunkContext, kind: str, *, before: bool = False) -> list[Segment]:
+    """Segments of a kind already stored for this chunk (or, with before, for the two
+    minutes before it): context for Qwen3-VL."""
     from store import queries
     from store.db import session_scope
+    start, end = ctx.span.start_ms, ctx.span.end_ms
+    if before:
+        start, end = max(0, start - 120_000), start
+    if end <= start:
+        return []
     with session_scope(ctx.settings) as s:
-        rows = queries.get_segments(s, video_id=ctx.video_id, start_ms=ctx.span.start_ms,
-                                    end_ms=ctx.span.end_ms, kinds=[SPEECH])
+        rows = queries.get_segments(s, video_id=ctx.video_id, start_ms=start, end_ms=end,
+                                    kinds=[kind])
         return [Segment(r.start_ms, r.end_ms, r.kind, r.text, r.model_id) for r in rows]
 
 

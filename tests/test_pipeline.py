@@ -109,3 +109,28 @@ def test_screen_text_is_clipped_to_its_chunk(sqlite_settings, media):
         assert segs, "the timer video shows text"
         for r in segs:
             assert r.chunk_idx * 20000 <= r.start_ms < r.end_ms <= (r.chunk_idx + 1) * 20000
+
+
+def test_visual_captions_with_a_configured_qwen3_vl(sqlite_settings, clip, tmp_path):
+    """The real transformers path on a tiny random Qwen3-VL whose generation is scripted:
+    visual segments land in absolute time inside their chunks, and the note is gone."""
+    from qwen_tiny import build_tiny, variant
+    answer = '[{"start": 1, "end": "0:03", "caption": "a woman walks into the newsroom"}]'
+    model_dir = variant(build_tiny(tmp_path / "dense"), tmp_path / "scripted", answer=answer)
+    s = sqlite_settings
+    s.chunk.length_s, s.chunk.overlap_s = 3.0, 0.0
+    s.speech.enabled = s.ocr.enabled = False
+    s.qwen.model, s.qwen.frame_side, s.qwen.max_new_tokens = str(model_dir), 64, 48
+    vid = pipeline.add_video(s, clip)
+    pipeline.index_video(s, vid)
+    with session_scope(s) as sess:
+        video = queries.get_video(sess, vid)
+        assert not any("visual captions skipped" in n for n in video.notes)
+        segs = queries.get_segments(sess, video_id=vid, kinds=["visual"])
+    # chunk 0 [0, 3 s) holds the event 1-3 s; chunk 1 [3, 6 s) clamps nothing into it, so
+    # the answer (outside that window) is dropped there, or clamped to its edge
+    assert segs and segs[0].start_ms == 1000 and segs[0].end_ms == 3000
+    assert segs[0].text == "a woman walks into the newsroom"
+    assert segs[0].model_id.startswith("scripted@")
+    for r in segs:
+        assert r.chunk_idx * 3000 <= r.start_ms <= r.end_ms <= (r.chunk_idx + 1) * 3000

@@ -1,83 +1,155 @@
 """Times come from pts and time_base: checked on generated videos whose every frame shows
-its own time, and on the real sample media."""
+its own time as a barcode (tests/videos.py), and on the real sample media."""
 
+import logging
 import random
+import tracemalloc
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
+from core.config import get_settings
 from core.errors import BadVideo
-from indexer.decode import decode_audio, sample_frames
+from indexer.decode import decode_audio, iter_audio, sample_frames
 from indexer.probe import probe
-from videos import grey, read_grey, write_audio_only, write_video
+from videos import (LONG_EVENT_S, make_audio_only, make_long_video, make_video, mark_colour,
+                    read_stamp, tone)
 
-# durations read with PyAV, from ../shared/media/SOURCES.md
+MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
+
+# lengths from ../shared/media/SOURCES.md (rounded there to 0.1 s)
 SAMPLES = {"people_walking_139s.mp4": 139.4, "car_detection_30s.mp4": 30.2,
            "pedestrians_80s.avi": 79.5, "big_buck_bunny_30s.webm": 30.0,
            "timer_text_61s.mp4": 61.0, "his_girl_friday_6s.mp4": 6.2}
 
 
-def content_ms(frame) -> int:
-    """The time the frame's pixels say it was shown at (grey level = tenths of a second)."""
-    return read_grey(frame.image) * 100
+@pytest.fixture(scope="session")
+def long_video(tmp_path_factory):
+    """3 h 1 min at 1 fps with a white-marked frame at 2:59:30, written once (~10 s)."""
+    return make_long_video(tmp_path_factory.mktemp("long") / "long.mp4")
+
+
+def check_exact(frames, truth, fps=1.0, start_ms=0):
+    """Every sampled frame is the real frame nearest its target: its recorded time is the
+    time its pixels show, and no frame of the file is nearer to the target."""
+    assert frames
+    interval = 1000 / fps
+    k = int(np.ceil(start_ms / interval - 1e-9))
+    for f in frames:
+        assert read_stamp(f.image) == f.t_ms
+        # skip targets whose nearest frame was already given (slow video, frames deduplicated)
+        while truth.nearest(k * interval) < f.t_ms:
+            k += 1
+        assert f.t_ms == truth.nearest(k * interval), (f.t_ms, k * interval)
+        k += 1
+
+
+def reorders(path) -> bool:
+    """Does the file store frames out of presentation order (B-frames)?"""
+    with av.open(str(path)) as c:
+        pts = [p.pts for p in c.demux(video=0) if p.pts is not None]
+    return any(b < a for a, b in zip(pts, pts[1:]))
 
 
 @pytest.mark.parametrize("container", ["mp4", "ts", "mkv"])
-def test_non_zero_start_pts(tmp_path, container):
-    # The stream starts at 10 s (MPEG-TS keeps that offset and adds its own); time zero is
-    # the container start, as a player shows it.
-    path = write_video(tmp_path / f"start.{container}", [i / 10 for i in range(200)], grey,
-                       start_s=10.0)
-    info = probe(path)
-    assert 19_000 <= info.duration_ms <= 20_500 and info.start_ms == 0
-    frames = list(sample_frames(path))
-    assert [f.t_ms for f in frames] == [i * 1000 for i in range(20)]
+def test_stream_starting_at_ten_seconds_counts_from_the_container_start(tmp_path, container):
+    truth = make_video(tmp_path / f"start.{container}", duration_s=12, fps=10, start_pts_s=10)
+    info = probe(truth.path)
+    assert info.start_ms == 0 and abs(info.duration_ms - 12_000) <= 100
+    frames = list(sample_frames(truth.path))
+    assert [f.t_ms for f in frames] == [i * 1000 for i in range(12)]
+    check_exact(frames, truth)
+    chunk = list(sample_frames(truth.path, start_ms=3000, end_ms=6000))
+    assert [(f.t_ms, read_stamp(f.image)) for f in chunk] == [(t, t) for t in (3000, 4000, 5000)]
+    with av.open(str(truth.path)) as c:          # the raw pts is kept, not rebased
+        tb, origin = c.streams.video[0].time_base, c.start_time / av.time_base
+        assert origin >= 10
     for f in frames:
-        assert abs(content_ms(f) - f.t_ms) <= 200
+        assert abs(float(f.pts * tb) - origin - f.t_ms / 1000) < 1e-3
 
 
-def test_variable_frame_rate(tmp_path):
-    rng = random.Random(7)
-    times, t = [], 0.0
-    while t < 20:
-        times.append(round(t, 3))
-        t += rng.choice([0.04, 0.04, 0.1, 0.3, 0.7])     # bursts and gaps
-    path = write_video(tmp_path / "vfr.mp4", times, grey)
-    truth = np.array(times) * 1000
-    frames = list(sample_frames(path, fast=False))
-    assert frames
-    for f in frames:
-        target = round(f.t_ms / 1000) * 1000
-        assert f.t_ms in set(truth.round().astype(int).tolist())   # a real frame's own time
-        assert abs(f.t_ms - target) == np.abs(truth - target).min()  # the nearest one
-        assert abs(content_ms(f) - f.t_ms) <= 200
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_video_after_audio_start_and_audio_lines_up(tmp_path, container):
+    # Sound from 1 s, picture from 2 s (pts); a beep at pts 3 s, under the frame stamped 1 s.
+    sound = np.zeros(16000 * 6, np.float32)
+    sound[32000:40000] = tone(0.5)
+    truth = make_video(tmp_path / f"av.{container}", duration_s=5, fps=10, start_pts_s=2.0,
+                       audio=sound, audio_start_s=1.0)
+    info = probe(truth.path)
+    frames = list(sample_frames(truth.path, fps=10))
+    assert 900 <= info.start_ms <= 1100 and frames[0].t_ms == info.start_ms
+    # the picture starts late: every frame is its stamp plus that offset
+    assert all(f.t_ms - read_stamp(f.image) == info.start_ms for f in frames)
+    beep_ms = next(f.t_ms for f in frames if read_stamp(f.image) == 1000)
+    audio = decode_audio(truth.path)
+    onset = np.flatnonzero(np.abs(audio) > 0.05)[0]
+    assert abs(onset / 16 - beep_ms) <= 2
+    # a window: sample 0 is at start_ms, to the millisecond
+    part = decode_audio(truth.path, start_ms=beep_ms - 700, end_ms=beep_ms + 1300)
+    assert len(part) == 2000 * 16
+    assert abs(np.flatnonzero(np.abs(part) > 0.05)[0] / 16 - 700) <= 2
+    assert np.array_equal(np.concatenate(list(iter_audio(truth.path))), audio)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_b_frames(tmp_path, fast):
-    path = write_video(tmp_path / "b.mp4", [i / 25 for i in range(25 * 20)], grey, bframes=3)
-    frames = list(sample_frames(path, fast=fast))
-    assert len(frames) == 20
-    for i, f in enumerate(frames):
-        assert abs(f.t_ms - i * 1000) <= (0 if not fast else 100)
-        assert abs(content_ms(f) - f.t_ms) <= 200
-        assert f.pts is not None
+def test_duration_covers_sound_after_the_picture(tmp_path):
+    truth = make_video(tmp_path / "long_sound.mp4", duration_s=3, fps=10, audio=tone(6.0))
+    assert abs(probe(truth.path).duration_ms - 6000) <= 100
 
 
-def test_rotation_metadata_gives_upright_frames(tmp_path):
-    # Left half white: after a 90 degree turn counter-clockwise it is the bottom half.
-    def colour(t):
-        return (200, 200, 200)
+@pytest.mark.parametrize("fps", [1.0, 2.5])
+def test_variable_frame_rate(tmp_path, fps):
+    truth = make_video(tmp_path / "vfr.mp4", duration_s=30, fps=10, vfr=True, seed=7)
+    gaps = np.diff(truth.times_ms)
+    assert gaps.min() <= 25 and gaps.max() >= 900      # bursts and long holds
+    frames = list(sample_frames(truth.path, fps=fps))
+    check_exact(frames, truth, fps)
+    assert any(f.t_ms % 100 for f in frames)            # off-grid times come out as they are
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_b_frames(tmp_path, container):
+    truth = make_video(tmp_path / f"b.{container}", duration_s=12, fps=25, bframes=3,
+                       keyint=50)
+    assert reorders(truth.path)
+    # every frame, in presentation order, each with its own time
+    every = list(sample_frames(truth.path, fps=25))
+    assert [f.t_ms for f in every] == list(truth.times_ms)
+    assert all(read_stamp(f.image) == f.t_ms for f in every)
+    # an off-beat rate whose targets fall between frames, some nearest to B-frames
+    for fps in (1.0, 7.0):
+        frames = list(sample_frames(truth.path, fps=fps))
+        check_exact(frames, truth, fps)
+        same = list(sample_frames(truth.path, fps=fps, skip=False))
+        assert [(f.t_ms, f.pts) for f in frames] == [(f.t_ms, f.pts) for f in same]
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, same))
+
+
+def test_b_frames_with_variable_frame_rate(tmp_path):
+    # Reordered and irregular: a frame's time is its own pts, which neither the decode order
+    # nor the packet dts gives.
+    truth = make_video(tmp_path / "bvfr.mp4", duration_s=30, fps=20, vfr=True, bframes=3,
+                       keyint=40, seed=3)
+    assert reorders(truth.path)
+    for fps in (1.0, 4.0):
+        check_exact(list(sample_frames(truth.path, fps=fps)), truth, fps)
+
+
+@pytest.mark.parametrize("rotation,corner", [(90, "bottom_left"), (-90, "top_right"),
+                                             (180, "bottom_right")])
+def test_rotation_metadata_gives_upright_frames(tmp_path, rotation, corner):
+    # A white block top-left of the stored picture. The display matrix turns the picture
+    # counter-clockwise by its angle (FFmpeg's convention; a phone held upright records
+    # -90): so 90 puts the block bottom-left, -90 top-right, 180 bottom-right.
     path = tmp_path / "rot.mp4"
-    import av
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=10)
         s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
-        s.set_display_rotation(90)
+        s.set_display_rotation(rotation)
         for i in range(10):
             img = np.zeros((96, 160, 3), np.uint8)
-            img[:, :80] = 255
+            img[:32, :40] = 255
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             for p in s.encode(frame):
@@ -85,117 +157,206 @@ def test_rotation_metadata_gives_upright_frames(tmp_path):
         for p in s.encode():
             out.mux(p)
     info = probe(path)
-    assert (info.width, info.height, info.rotation) == (96, 160, 90)
-    image = next(iter(sample_frames(path))).image
-    assert image.shape[:2] == (160, 96)
-    assert image[120:].mean() > 200 and image[:40].mean() < 50
+    assert info.rotation == rotation % 360
+    assert (info.width, info.height) == ((96, 160) if rotation % 180 else (160, 96))
+    image = next(sample_frames(path)).image
+    assert image.shape[:2] == (info.height, info.width)
+    h, w = image.shape[:2]
+    corners = {"top_left": image[:h // 4, :w // 4], "top_right": image[:h // 4, -w // 4:],
+               "bottom_left": image[-h // 4:, :w // 4],
+               "bottom_right": image[-h // 4:, -w // 4:]}
+    assert max(corners, key=lambda c: corners[c].mean()) == corner
 
 
-def test_event_in_a_three_hour_video_is_placed_within_half_a_second(tmp_path):
-    event = 2 * 3600 + 59 * 60 + 30
-    # 1 fps for 3 h, 160x90, with a white frame at 2:59:30 and its neighbours black.
-    times = [float(i) for i in range(3 * 3600 + 60)]
-    path = write_video(tmp_path / "long.mp4", times,
-                       lambda t: (255, 255, 255) if t == event else (0, 0, 0),
-                       options={"x264-params": "keyint=300"})
-    assert abs(probe(path).duration_ms - (3 * 3600 + 60) * 1000) <= 1000
-    # The chunk that holds it, read the way the pipeline reads chunks.
-    start = (event * 1000 // 300_000) * 300_000
-    white = [f.t_ms for f in sample_frames(path, start_ms=start, end_ms=start + 300_000)
-             if f.image.mean() > 128]
-    assert len(white) == 1 and abs(white[0] - event * 1000) <= 500
+def test_event_in_a_three_hour_video_is_placed_within_half_a_second(long_video):
+    info = probe(long_video.path)
+    assert info.duration_ms == (3 * 3600 + 60) * 1000
+    # The 5-minute chunk that holds 2:59:30, read the way the pipeline reads chunks.
+    start = (LONG_EVENT_S * 1000 // 300_000) * 300_000
+    frames = list(sample_frames(long_video.path, start_ms=start, end_ms=start + 300_000))
+    assert [f.t_ms for f in frames] == list(range(start, start + 300_000, 1000))
+    white = [f for f in frames if min(mark_colour(f.image)) > 200]
+    assert len(white) == 1
+    assert abs(white[0].t_ms - LONG_EVENT_S * 1000) <= 500
+    assert read_stamp(white[0].image) == white[0].t_ms
 
 
-def test_chunked_sampling_equals_one_pass(tmp_path):
-    path = write_video(tmp_path / "grid.mp4", [i / 30 for i in range(30 * 30)], grey)
-    whole = [f.t_ms for f in sample_frames(path)]
+def test_memory_does_not_grow_with_length(long_video):
+    """All 3 hours at 1 fps: what is held after 10 minutes is what is held after 3 hours."""
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+    tracemalloc.start()
+    try:
+        n, mid = 0, None
+        for f in sample_frames(long_video.path):
+            n += 1
+            if n == 600:
+                mid = (tracemalloc.get_traced_memory()[0], rss())
+            if n % 1000 == 0:
+                assert read_stamp(f.image) == f.t_ms
+        end = (tracemalloc.get_traced_memory()[0], rss())
+    finally:
+        tracemalloc.stop()
+    assert n == 3 * 3600 + 60
+    assert end[0] - mid[0] < 256 * 1024            # Python objects: nothing accumulates
+    assert end[1] - mid[1] < 16 * 1024 * 1024      # nor FFmpeg's buffers
+
+
+@pytest.mark.parametrize("fps", [1.0, 3.0])
+def test_chunked_sampling_equals_one_pass(tmp_path, fps):
+    truth = make_video(tmp_path / "grid.mp4", duration_s=30, fps=30, bframes=2, keyint=90)
+    whole = [(f.t_ms, f.pts) for f in sample_frames(truth.path, fps=fps)]
     parts = []
     for start in range(0, 30_000, 7_000):
-        parts += [f.t_ms for f in sample_frames(path, start_ms=start, end_ms=start + 7_000)]
-    assert parts == whole
+        parts += [(f.t_ms, f.pts) for f in
+                  sample_frames(truth.path, start_ms=start, end_ms=start + 7_000, fps=fps)]
+    assert parts == whole and len(whole) == round(30 * fps)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
-def test_every_sample_probes_and_samples(media, name):
-    info = probe(media / name)
-    assert abs(info.duration_ms / 1000 - SAMPLES[name]) < 0.3
-    frames = list(sample_frames(media / name))
-    assert abs(len(frames) - SAMPLES[name]) <= 1.5
-    assert max(abs(f.t_ms - i * 1000) for i, f in enumerate(frames)) <= 100
-    assert max(frames[0].image.shape[:2]) == 448
+def test_every_sample_probes_and_samples(name):
+    path = MEDIA / name
+    info = probe(path)
+    assert abs(info.duration_ms / 1000 - SAMPLES[name]) <= 0.06
+    frames = list(sample_frames(path))
+    # The truth from the container: every frame's pts, read without decoding.
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        times = sorted(round((p.pts * s.time_base - c.start_time / av.time_base) * 1000)
+                       for p in c.demux(s) if p.pts is not None)
+    assert len(frames) == int((info.duration_ms - 1) / 1000) + 1
+    for k, f in enumerate(frames):
+        assert f.t_ms in times
+        assert abs(f.t_ms - k * 1000) == min(abs(t - k * 1000) for t in times)
+    h, w = frames[0].image.shape[:2]
+    assert max(h, w) == min(448, max(info.width, info.height))
+    assert abs(h - w * info.height / info.width) <= 2 and h % 2 == w % 2 == 0
 
 
-def test_audio_is_16k_mono_and_positioned(media):
-    audio = decode_audio(media / "his_girl_friday_6s.mp4")
-    assert audio.dtype == np.float32 and abs(len(audio) / 16000 - 6.17) < 0.1
-    part = decode_audio(media / "his_girl_friday_6s.mp4", start_ms=2000, end_ms=4000)
+def test_skipping_frames_changes_nothing_on_real_footage():
+    path = MEDIA / "timer_text_61s.mp4"       # 30 fps H.264 with B-frames
+    assert reorders(path)
+    fast = list(sample_frames(path, fps=2))
+    full = list(sample_frames(path, fps=2, skip=False))
+    assert [(f.t_ms, f.pts) for f in fast] == [(f.t_ms, f.pts) for f in full]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(fast, full))
+
+
+def test_audio_of_a_real_clip():
+    path = MEDIA / "his_girl_friday_6s.mp4"
+    audio = decode_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) / 16000 - 6.15) < 0.05 and np.abs(audio).max() > 0.05
+    # a window is exactly that stretch of the whole
+    part = decode_audio(path, start_ms=2000, end_ms=4000)
     assert len(part) == 32000
-    # the slice is the same sound as that span of the whole
-    whole = audio[32000:64000]
-    lag = max(range(-400, 401), key=lambda d: float(part @ audio[32000 + d:64000 + d]))
-    assert lag == 0 and np.corrcoef(part, whole)[0, 1] > 0.95
+    assert np.corrcoef(part, audio[32000:64000])[0, 1] > 0.999
 
 
-def test_no_audio_gives_empty(media):
-    assert decode_audio(media / "people_walking_139s.mp4").size == 0
+def test_no_audio_stream_gives_empty():
+    assert decode_audio(MEDIA / "people_walking_139s.mp4").size == 0
 
 
-def truncated(media, tmp_path):
-    data = (media / "car_detection_30s.mp4").read_bytes()
-    path = tmp_path / "truncated.mp4"
-    path.write_bytes(data[: len(data) // 2])
-    return path
+# -- inputs that cannot be indexed ---------------------------------------------------------
+
+def truncated_copy(src: Path, dst: Path, keep: float = 0.5) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * keep)])
+    return dst
 
 
-def corrupt_middle(media, tmp_path):
-    data = bytearray((media / "car_detection_30s.mp4").read_bytes())
+def corrupt_copy(src: Path, dst: Path) -> Path:
+    data = bytearray(src.read_bytes())
     rng = random.Random(3)
-    for i in range(len(data) // 3, len(data) // 3 + 20_000, 50):
+    for i in range(len(data) // 3, len(data) // 3 + 40_000, 40):
         data[i] = rng.randrange(256)
-    path = tmp_path / "corrupt.mp4"
-    path.write_bytes(bytes(data))
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _bad_file(kind: str, tmp: Path) -> Path:
+    if kind == "empty":
+        path = tmp / "empty.mp4"
+        path.write_bytes(b"")
+    elif kind == "text":
+        path = tmp / "notes.mp4"
+        path.write_text("this is a text file, not a video\n" * 50)
+    elif kind == "truncated_moov_first":          # index first, media cut off
+        path = truncated_copy(MEDIA / "car_detection_30s.mp4", tmp / "cut_a.mp4")
+    elif kind == "truncated_moov_last":           # index never written
+        path = truncated_copy(make_video(tmp / "whole.mp4", duration_s=5).path,
+                              tmp / "cut_b.mp4", 0.7)
+    elif kind == "truncated_mkv":                 # declares 20 s, holds about 10
+        path = truncated_copy(make_video(tmp / "whole.mkv", duration_s=20).path,
+                              tmp / "cut.mkv")
+    elif kind == "audio_only":
+        path = make_audio_only(tmp / "speech.m4a")
+    elif kind == "audio_with_cover_art":
+        path = make_audio_only(tmp / "song.mp4", cover=True)
+    elif kind == "unknown_codec":                 # an AVI FourCC no decoder knows
+        path = tmp / "unknown_codec.avi"
+        path.write_bytes((MEDIA / "pedestrians_80s.avi").read_bytes()
+                         .replace(b"div3", b"zq9x", 2))
+    elif kind == "undecodable":                   # H.264 declared, the data is noise
+        raw = bytearray((MEDIA / "car_detection_30s.mp4").read_bytes())
+        rng = random.Random(1)
+        for i in range(raw.find(b"mdat") + 4, len(raw)):
+            raw[i] = rng.randrange(256)
+        path = tmp / "undecodable.mp4"
+        path.write_bytes(bytes(raw))
+    elif kind == "raw_stream":                    # H.264 with no container: no times
+        source = make_video(tmp / "whole.mp4", duration_s=2).path
+        path = tmp / "camera.h264"
+        with av.open(str(source)) as src, av.open(str(path), "w", format="h264") as out:
+            stream = out.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(video=0):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+    elif kind == "huge":
+        path = make_video(tmp / "huge.mkv", duration_s=0.2, size=(16384, 16)).path
     return path
 
 
-def bad_inputs(media, tmp_path) -> dict[str, tuple[Path, str]]:
-    """name -> (file, words its error must contain)"""
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    text = tmp_path / "notes.mp4"
-    text.write_text("this is a text file, not a video\n" * 50)
-    # An AVI whose video FourCC no decoder knows.
-    unknown = tmp_path / "unknown_codec.avi"
-    unknown.write_bytes((media / "pedestrians_80s.avi").read_bytes().replace(b"div3", b"zq9x", 2))
-    # A video stream FFmpeg can describe but not decode: an MP4 whose H.264 data is garbage
-    # with no parameter sets.
-    junk = tmp_path / "undecodable.mp4"
-    raw = bytearray((media / "car_detection_30s.mp4").read_bytes())
-    mdat = raw.find(b"mdat")
-    rng = random.Random(1)
-    for i in range(mdat + 4, len(raw)):
-        raw[i] = rng.randrange(256)
-    junk.write_bytes(bytes(raw))
-    huge = write_video(tmp_path / "huge.mkv", [0.0, 0.1], grey, size=(16384, 16))
-    return {
-        "empty": (empty, "empty"),
-        "truncated": (truncated(media, tmp_path), "truncated"),
-        "audio_only": (write_audio_only(tmp_path / "audio.m4a"), "no video stream"),
-        "text": (text, "not a video file"),
-        "unknown_codec": (unknown, "unsupported video codec"),
-        "undecodable": (junk, "decoded"),
-        "absurd": (huge, "resolution"),
-    }
+BAD = {"empty": "empty", "text": "not a video file", "truncated_moov_first": "truncated",
+       "truncated_moov_last": "truncated", "truncated_mkv": "truncated",
+       "audio_only": "no video stream", "audio_with_cover_art": "no video stream",
+       "unknown_codec": "unsupported video codec",
+       "undecodable": "no picture could be decoded", "raw_stream": "no timestamps",
+       "huge": "absurd resolution"}
 
 
-def test_bad_inputs_raise_clear_errors(media, tmp_path):
-    for name, (path, words) in bad_inputs(media, tmp_path).items():
-        with pytest.raises(BadVideo) as err:
-            probe(path)
-        assert words in str(err.value), (name, str(err.value))
-        assert path.name in str(err.value)
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_bad_inputs_raise_clear_errors(tmp_path, kind):
+    path = _bad_file(kind, tmp_path)
+    with pytest.raises(BadVideo) as err:      # never a raw av exception
+        probe(path)
+    message = str(err.value)
+    assert BAD[kind] in message and path.name in message
 
 
-def test_corrupt_packets_are_skipped(media, tmp_path):
-    frames = list(sample_frames(corrupt_middle(media, tmp_path)))
-    assert len(frames) >= 25       # most of the 30 s survive
-    assert [f.t_ms for f in frames] == sorted(f.t_ms for f in frames)
+def test_resolution_over_the_configured_limit(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "small.mp4", duration_s=0.5).path
+    monkeypatch.setattr(get_settings().decode, "max_pixels", 100 * 100)
+    with pytest.raises(BadVideo, match="absurd resolution 160x90"):
+        probe(path)
+
+
+def test_corrupt_packets_in_the_middle_are_skipped(tmp_path, caplog):
+    path = corrupt_copy(MEDIA / "car_detection_30s.mp4", tmp_path / "corrupt.mp4")
+    assert probe(path).duration_ms > 29_000
+    with caplog.at_level(logging.WARNING, logger="indexer.decode"):
+        frames = list(sample_frames(path, skip=False))
+    times = [f.t_ms for f in frames]
+    assert times == sorted(set(times)) and times[-1] >= 29_000   # decoding went on past it
+    assert len(frames) >= 28
+    assert any("corrupt" in r.message or "bad packets" in r.message for r in caplog.records)
+
+
+def test_truncated_stream_yields_what_there_is(tmp_path):
+    truth = make_video(tmp_path / "whole.ts", duration_s=20, fps=25, bframes=3)
+    path = truncated_copy(truth.path, tmp_path / "cut.ts", 0.5)
+    frames = list(sample_frames(path))
+    assert 8 <= len(frames) <= 12
+    assert all(read_stamp(f.image) == f.t_ms for f in frames)

@@ -1,0 +1,239 @@
+"""The HTTP API over a real socket, on Postgres, in the embedded mode (no broker: uploads
+are indexed by the server's own background thread): upload, status, search, segments,
+captions, media with ranges, webhooks, tenancy, limits, metrics, and a bounded schemathesis
+run over the served OpenAPI document that must find no 5xx."""
+
+import hashlib
+import io
+import time
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+
+from api.deps import ApiSettings
+from api.http import create_app
+from core.config import Settings
+from web.live import WebhookReceiver, make_key, scratch_database, serve, wait_for
+from workers import webhooks
+
+CLIP = "his_girl_friday_6s.mp4"
+UPLOAD_LIMIT_MB = 2
+
+
+@pytest.fixture(scope="module")
+def service(pg_template, tmp_path_factory, media):
+    """One server for the module; tenants alpha and beta each upload the same clip, so the
+    same words live in two tenants' videos."""
+    home = tmp_path_factory.mktemp("api") / "home"
+    receiver = WebhookReceiver()
+    with scratch_database(pg_template) as url:
+        settings = Settings(home=home, database_url=url)
+        # Two chunks (the second a 167 ms tail): whole phrases for tiny.en, and quick.
+        settings.chunk.length_s, settings.chunk.overlap_s = 6.0, 1.0
+        app = create_app(settings, ApiSettings(max_upload_mb=UPLOAD_LIMIT_MB))
+        with serve(app) as base:
+            keys = {t: make_key(settings, t) for t in ("alpha", "beta")}
+            clients = {t: httpx.Client(base_url=base, timeout=60,
+                                       headers={"Authorization": f"Bearer {k}"})
+                       for t, (k, _) in keys.items()}
+            videos = {}
+            for tenant, client in clients.items():
+                with open(media / CLIP, "rb") as f:
+                    r = client.post("/v1/videos", files={"file": (CLIP, f, "video/mp4")},
+                                    data={"webhook_url": receiver.url})
+                assert r.status_code == 202, r.text
+                videos[tenant] = r.json()["id"]
+            for tenant, client in clients.items():
+                wait_for(lambda: client.get(f"/v1/videos/{videos[tenant]}").json()["status"]
+                         in ("ready", "failed"), timeout=180, what=f"{tenant}'s video")
+            yield dict(base=base, settings=settings, keys=keys, clients=clients,
+                       videos=videos, receiver=receiver, anon=httpx.Client(base_url=base))
+            for client in clients.values():
+                client.close()
+    receiver.close()
+
+
+def spoken(client: httpx.Client, video_id: str) -> dict:
+    """The video's longest speech segment that does not start at 0: what a search for its
+    own words must find (whatever the speech model heard)."""
+    said = [s for s in client.get(f"/v1/videos/{video_id}/segments",
+                                  params={"kind": "speech"}).json() if s["start"] > 1.0]
+    assert said, "the clip has speech after its first second"
+    return max(said, key=lambda s: len(s["text"]))
+
+
+def test_uploaded_video_is_indexed_and_found(service):
+    alpha, vid = service["clients"]["alpha"], service["videos"]["alpha"]
+    v = alpha.get(f"/v1/videos/{vid}").json()
+    assert v["status"] == "ready", v["error"]
+    assert v["progress"] == 100.0 and v["chunks_done"] == v["chunks_total"] == 2
+    assert v["eta_s"] is None and 6.0 <= v["duration"] <= 6.4
+    assert {"speech", "screen_text"} <= {s["signal"] for s in v["signals"]}
+    said = spoken(alpha, vid)
+    r = alpha.get("/v1/search", params={"q": said["text"], "k": 3})
+    assert r.status_code == 200
+    top = r.json()["moments"][0]
+    assert top["video_id"] == vid and top["filename"] == CLIP
+    assert top["start"] <= said["start"] < said["end"] <= top["end"] <= v["duration"]
+    assert said["text"] in [seg["text"] for seg in top["segments"]]
+
+
+def test_same_content_again_returns_the_existing_video(service, media):
+    alpha, vid = service["clients"]["alpha"], service["videos"]["alpha"]
+    with open(media / CLIP, "rb") as f:
+        r = alpha.post("/v1/videos", files={"file": ("renamed.mp4", f, "video/mp4")})
+    assert r.status_code == 200 and r.json()["id"] == vid
+    assert r.headers["location"] == f"/v1/videos/{vid}"
+    assert [v["id"] for v in alpha.get("/v1/videos").json()] == [vid]
+    stored = service["settings"].media_dir / "alpha"
+    assert [p.name for p in stored.iterdir()] == [
+        hashlib.sha256((media / CLIP).read_bytes()).hexdigest() + ".mp4"]
+    assert not any((service["settings"].media_dir / ".incoming").iterdir())
+
+
+def test_webhook_is_signed_with_the_tenants_secret(service):
+    receiver, vid = service["receiver"], service["videos"]["alpha"]
+    secret = service["keys"]["alpha"][1]
+    wait_for(lambda: any(e["video"]["id"] == vid for e in receiver.events()), timeout=30,
+             what="the webhook")
+    [(path, headers, body)] = [r for r in receiver.received
+                               if webhooks.json.loads(r[2])["video"]["id"] == vid]
+    event = webhooks.json.loads(body)
+    assert event["event"] == "video.ready" and event["video"]["status"] == "ready"
+    signature = headers[webhooks.SIGNATURE_HEADER]
+    assert webhooks.verify(secret, signature, body)
+    assert not webhooks.verify(secret, signature, body.replace(b"ready", b"failed"))
+    assert not webhooks.verify(service["keys"]["beta"][1], signature, body)
+    assert not webhooks.verify(secret, signature, body, now=time.time() + 3600)   # replay
+
+
+def test_a_tenant_never_sees_another_tenants_video(service):
+    alpha, beta = service["clients"]["alpha"], service["clients"]["beta"]
+    a, b = service["videos"]["alpha"], service["videos"]["beta"]
+    for path in ("", "/summary", "/segments", "/captions.vtt", "/captions.json", "/media"):
+        assert beta.get(f"/v1/videos/{a}{path}").status_code == 404, path
+        assert alpha.get(f"/v1/videos/{b}{path}").status_code == 404, path
+    assert beta.delete(f"/v1/videos/{a}").status_code == 404
+    assert [v["id"] for v in beta.get("/v1/videos").json()] == [b]
+    # The same words are in both videos: each tenant finds only its own.
+    words = spoken(alpha, a)["text"]
+    for client, own in ((alpha, a), (beta, b)):
+        moments = client.get("/v1/search", params={"q": words, "k": 50}).json()["moments"]
+        assert moments and {m["video_id"] for m in moments} == {own}
+    assert beta.get("/v1/search", params={"q": words, "video": a}).json()["moments"] == []
+    assert alpha.get(f"/v1/videos/{a}").status_code == 200     # still there
+
+
+def test_every_v1_request_needs_a_valid_key(service):
+    anon, a = service["anon"], service["videos"]["alpha"]
+    for path in ("/v1/videos", f"/v1/videos/{a}", "/v1/search?q=x", f"/v1/videos/{a}/media"):
+        r = anon.get(path)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+    assert anon.get("/v1/videos", headers={"X-API-Key": "cs_not-a-key"}).status_code == 401
+    key = service["keys"]["alpha"][0]
+    assert anon.get("/v1/videos", headers={"X-API-Key": key}).status_code == 200
+    assert anon.get("/healthz").json() == {"status": "ok", "database": "ok",
+                                           "broker": "in-process"}
+
+
+def test_segments_and_captions(service):
+    alpha, vid = service["clients"]["alpha"], service["videos"]["alpha"]
+    everything = alpha.get(f"/v1/videos/{vid}/segments").json()
+    assert everything and everything == sorted(everything, key=lambda s: (s["start"], s["end"]))
+    window = alpha.get(f"/v1/videos/{vid}/segments",
+                       params={"start": 3, "end": 6, "kind": "speech"}).json()
+    assert window and all(s["kind"] == "speech" and s["end"] > 3 and s["start"] < 6
+                          for s in window)
+    assert alpha.get(f"/v1/videos/{vid}/segments", params={"start": 5, "end": 2}).status_code == 422
+    assert alpha.get(f"/v1/videos/{vid}/segments", params={"kind": "smell"}).status_code == 422
+    vtt = alpha.get(f"/v1/videos/{vid}/captions.vtt")
+    assert vtt.headers["content-type"].startswith("text/vtt") and vtt.text.startswith("WEBVTT")
+    srt = alpha.get(f"/v1/videos/{vid}/captions.srt")
+    assert srt.headers["content-type"].startswith("application/x-subrip") and " --> " in srt.text
+    js = alpha.get(f"/v1/videos/{vid}/captions.json").json()
+    assert js["video_id"] == vid and len(js["segments"]) == len(everything)
+    assert alpha.get(f"/v1/videos/{vid}/captions.txt").status_code == 422
+    summary = alpha.get(f"/v1/videos/{vid}/summary").json()
+    assert summary["chapters"] and summary["chapters"][0]["start"] == 0
+
+
+def test_media_serves_byte_ranges_to_a_key_or_a_signed_url(service, media):
+    alpha, anon, vid = service["clients"]["alpha"], service["anon"], service["videos"]["alpha"]
+    data = (media / CLIP).read_bytes()
+    r = alpha.get(f"/v1/videos/{vid}/media", headers={"Range": "bytes=1000-1999"})
+    assert r.status_code == 206 and r.content == data[1000:2000]
+    assert r.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+    assert r.headers["content-type"] == "video/mp4"
+    media_url = alpha.get(f"/v1/videos/{vid}").json()["media_url"]
+    whole = anon.get(media_url)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["accept-ranges"] == "bytes"
+    assert anon.get(media_url[:-4] + "0000").status_code == 401       # tampered token
+    b = service["videos"]["beta"]
+    assert anon.get(media_url.replace(vid, b)).status_code == 401      # token of another video
+
+
+def test_upload_limits_and_bad_files(service, tmp_path):
+    alpha, settings = service["clients"]["alpha"], service["settings"]
+    big = io.BytesIO(b"\0" * (UPLOAD_LIMIT_MB * 1024 * 1024 + 1))
+    r = alpha.post("/v1/videos", files={"file": ("big.mp4", big, "video/mp4")})
+    assert r.status_code == 413
+    r = alpha.post("/v1/videos", files={"file": ("notes.mp4", b"just some text", "video/mp4")})
+    assert r.status_code == 422 and "notes.mp4" in r.json()["detail"]
+    assert alpha.post("/v1/videos", data={"webhook_url": "http://x"}).status_code in (415, 422)
+    r = alpha.post("/v1/videos", files={"other": ("a.mp4", b"x", "video/mp4")})
+    assert r.status_code == 422
+    assert alpha.post("/v1/videos", content=b"raw", headers={
+        "Content-Type": "video/mp4"}).status_code == 415
+    r = alpha.post("/v1/videos", files={"file": ("a.mp4", b"x", "video/mp4")},
+                   data={"webhook_url": "file:///etc/passwd"})
+    assert r.status_code == 422
+    # Nothing half-written stays behind, and no video was created.
+    assert not any((settings.media_dir / ".incoming").iterdir())
+    assert len(alpha.get("/v1/videos").json()) == 1
+
+
+def test_metrics(service):
+    anon = service["anon"]
+    service["clients"]["alpha"].get(f"/v1/videos/{service['videos']['alpha']}")
+    text = anon.get("/metrics").text
+    assert 'chronoscope_http_requests_total{method="GET",route="/v1/videos/{video_id}",' \
+           'status="200"}' in text
+    assert 'chronoscope_videos{status="ready"} 2.0' in text
+    assert "chronoscope_upload_bytes_total" in text
+
+
+# The document the server serves (the live one is compared with it below); cases are
+# generated from it at collection and sent to the live server over HTTP.
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+
+
+def test_served_openapi_document_is_the_fuzzed_one(service):
+    assert service["anon"].get("/openapi.json").json() == schema.raw_schema
+
+
+@schema.parametrize()
+@hypothesis_settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=list(HealthCheck))
+def test_openapi_fuzz_finds_no_server_error(case, service):
+    case.call_and_validate(base_url=service["base"], checks=[not_a_server_error],
+                           headers={"Authorization": f"Bearer {service['keys']['alpha'][0]}"})
+
+
+def test_delete_removes_rows_vectors_and_file(service):
+    beta, vid = service["clients"]["beta"], service["videos"]["beta"]
+    stored = list((service["settings"].media_dir / "beta").iterdir())
+    assert len(stored) == 1
+    words = spoken(beta, vid)["text"]
+    assert beta.get("/v1/search", params={"q": words}).json()["moments"]
+    assert beta.delete(f"/v1/videos/{vid}").status_code == 204
+    assert beta.get(f"/v1/videos/{vid}").status_code == 404
+    assert beta.get("/v1/videos").json() == []
+    assert beta.get("/v1/search", params={"q": words}).json()["moments"] == []
+    assert not stored[0].exists()
+    # alpha's copy of the same content is untouched
+    alpha_vid = service["videos"]["alpha"]
+    assert service["clients"]["alpha"].get(f"/v1/videos/{alpha_vid}/media").status_code == 200

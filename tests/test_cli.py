@@ -1,0 +1,104 @@
+"""The command line as a user runs it: a real process, a real data directory."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from badfiles import bad_inputs, corrupt_middle
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "api.cli"]
+
+
+def run(home: Path, *args, check=True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
+    env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_bad_files_fail_clearly_and_good_ones_still_index(media, tmp_path):
+    bad = bad_inputs(tmp_path)
+    good = media / "his_girl_friday_6s.mp4"
+    files = [bad["empty"][0], bad["truncated"][0], good, bad["audio_only"][0],
+             bad["text"][0], bad["unknown_codec"][0], bad["absurd"][0],
+             tmp_path / "missing.mp4"]
+    proc = run(tmp_path / "home", "index", *map(str, files), "--json", check=False)
+    assert proc.returncode == 1
+    results = json.loads(proc.stdout)           # --json prints only JSON
+    assert [r["filename"] for r in results] == [f.name for f in files]
+    by_name = {r["filename"]: r for r in results}
+    assert by_name[good.name]["status"] == "ready" and by_name[good.name]["error"] is None
+    assert by_name[good.name]["duration"] == pytest.approx(6.166, abs=0.01)
+    for name, (path, words) in bad.items():
+        if path in files:
+            entry = by_name[path.name]
+            assert entry["status"] == "failed" and words in entry["error"], entry
+    assert "not found" in by_name["missing.mp4"]["error"]
+    # the failed videos are recorded with their reasons
+    listed = json.loads(run(tmp_path / "home", "list", "--json").stdout)
+    failed = [v for v in listed if v["status"] == "failed"]
+    assert len(failed) == 6 and all(v["error"] for v in failed)
+    # a human run prints one error line per bad file and no traceback
+    human = run(tmp_path / "home2", "index", str(bad["empty"][0]), check=False)
+    assert human.returncode == 1 and human.stderr.startswith("error: empty.mp4: ")
+
+
+def test_corrupt_middle_still_indexes(media, tmp_path):
+    proc = run(tmp_path / "home", "index", str(corrupt_middle(tmp_path)), "--json")
+    assert json.loads(proc.stdout)["status"] == "ready"
+
+
+def test_every_sample_indexes(media, tmp_path):
+    files = sorted(p for p in media.iterdir() if p.suffix in (".mp4", ".webm", ".avi"))
+    assert len(files) == 6
+    proc = run(tmp_path / "home", "index", *map(str, files), "--json")
+    results = json.loads(proc.stdout)
+    assert [r["status"] for r in results] == ["ready"] * 6, results
+    for r in results:
+        assert r["duration"] > 5 and r["error"] is None
+
+
+def test_segments_export_search_delete(media, tmp_path):
+    home = tmp_path / "home"
+    vid = json.loads(run(home, "index", str(media / "his_girl_friday_6s.mp4"),
+                         "--json").stdout)["id"]
+    status = json.loads(run(home, "status", vid, "--json").stdout)
+    assert status["status"] == "ready" and status["progress"] == 100.0
+    assert any("visual captions skipped" in n for n in status["notes"])
+
+    segs = json.loads(run(home, "segments", vid, "--json").stdout)
+    assert segs and all(s["kind"] == "speech" for s in segs)
+    assert all(re.fullmatch(r"\d+(\.\d{1,3})?", str(s["start"])) for s in segs)
+    late = json.loads(run(home, "segments", vid, "--start", "3.5", "--end", "10",
+                          "--json").stdout)
+    assert late and all(s["end"] > 3.5 for s in late) and len(late) < len(segs) + 1
+    assert run(home, "segments", vid, "--start", "5", "--end", "2", check=False).returncode == 2
+    assert run(home, "segments", vid, "--kind", "smell", check=False).returncode == 2
+
+    vtt = tmp_path / "c.vtt"
+    run(home, "export", vid, "--format", "vtt", "-o", str(vtt))
+    assert vtt.read_text().startswith("WEBVTT\n") and "-->" in vtt.read_text()
+    srt = run(home, "export", vid, "--format", "srt").stdout
+    assert re.search(r"^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n", srt, re.M)
+    data = json.loads(run(home, "export", vid, "--format", "json").stdout)
+    assert len(data["segments"]) == len(segs)
+
+    hits = json.loads(run(home, "search", "somebody took the royal jewels", "--json").stdout)
+    assert hits and hits[0]["video_id"] == vid and hits[0]["start"] >= 2.5
+    assert run(home, "search", "x", "--start", "9", "--end", "1", check=False).returncode == 2
+
+    assert "rebuilt the vector index: " in run(home, "reindex-vectors").stdout
+    run(home, "delete", vid)
+    assert run(home, "status", vid, check=False).returncode == 1
+    assert json.loads(run(home, "search", "royal jewels", "--json").stdout) == []
+    assert run(home, "delete", vid, check=False).returncode == 1

@@ -1,0 +1,84 @@
+"""Thin Celery tasks over the indexer's functions: ids in, one pipeline call, then `flow`
+says what comes next. The retry policy lives in the decorators: transient errors (database,
+broker, a unit written twice at once) retry with exponential backoff and jitter; anything
+else, or retries spent, fails the video with its reason (VideoTask.on_failure)."""
+
+import logging
+
+from celery import Task
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from core.config import get_settings
+from core.errors import TransientError
+from indexer import pipeline
+from store.schema import PROCESSING, QUEUED
+from workers import flow, webhooks
+from workers.celery_app import app, worker_settings
+
+log = logging.getLogger(__name__)
+
+# IntegrityError: two deliveries of one unit racing to record it (the unit's primary key
+# stops the second), or a video deleted under a running chunk; the retry then skips the
+# finished unit or finds the video gone.
+TRANSIENT = (TransientError, OperationalError, InterfaceError, PoolTimeout, IntegrityError,
+             BrokerError, RedisConnectionError, RedisTimeoutError)
+
+
+class VideoTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        flow.give_up(get_settings(), self.app, args[0], exc)
+
+
+_ws = worker_settings()
+POLICY = dict(base=VideoTask, autoretry_for=TRANSIENT, max_retries=_ws.max_retries,
+              retry_backoff=2, retry_backoff_max=_ws.retry_backoff_max_s, retry_jitter=True,
+              acks_late=True, reject_on_worker_lost=True)
+
+
+@app.task(name=flow.PLAN, **POLICY)
+def plan(video_id: str) -> None:
+    settings = get_settings()
+    if flow.status(settings, video_id) not in (QUEUED, PROCESSING):
+        return      # deleted, failed, or already ready: a late duplicate
+    pipeline.plan(settings, video_id)
+    flow.advance(settings, app, video_id)
+
+
+@app.task(name=flow.CHUNK, **POLICY)
+def index_chunk(video_id: str, idx: int) -> None:
+    settings = get_settings()
+    if flow.status(settings, video_id) != PROCESSING:
+        return
+    pipeline.index_chunk(flow.cpu_settings(settings), video_id, idx)
+    flow.after_chunk(settings, app, video_id, idx, captioned=False)
+
+
+@app.task(name=flow.CAPTION, **POLICY)
+def caption_chunk(video_id: str, idx: int) -> None:
+    settings = get_settings()
+    if flow.status(settings, video_id) != PROCESSING:
+        return
+    pipeline.index_chunk(flow.gpu_settings(settings), video_id, idx)
+    flow.after_chunk(settings, app, video_id, idx, captioned=True)
+
+
+@app.task(name=flow.FINALIZE, **POLICY)
+def finalize(video_id: str) -> None:
+    settings = get_settings()
+    if flow.status(settings, video_id) != PROCESSING:
+        return
+    pipeline.finalize(settings, video_id)
+    flow.announce(settings, app, video_id, "ready")
+
+
+# A webhook that cannot be delivered never fails the video: no VideoTask here. Receivers
+# get up to about an hour of retries.
+@app.task(name=flow.NOTIFY, bind=True, autoretry_for=(TransientError,),
+          max_retries=10, retry_backoff=5, retry_backoff_max=900, retry_jitter=True,
+          acks_late=True)
+def notify(self, video_id: str, status: str) -> None:
+    webhooks.deliver(get_settings(), video_id, status, first_attempt=self.request.retries == 0)
