@@ -27,7 +27,9 @@ COPY search search
 COPY workers workers
 COPY api api
 COPY migrations migrations
-RUN pip install --no-deps . \
+# Editable, so the package runs from /app: the web page's static files and alembic's
+# migrations are read from the tree.
+RUN pip install --no-deps -e . \
  && useradd --create-home --uid 10001 chronoscope \
  && mkdir -p /data /models && chown chronoscope /data /models
 USER chronoscope

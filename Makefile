@@ -26,6 +26,7 @@ demo: setup
 	.venv/bin/chronoscope search "title of the example film" -k 3
 
 test: setup
+	bash tests/web/setup.sh
 	$(PY) -m pytest -q
 
 bench: setup

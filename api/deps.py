@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -19,33 +20,16 @@ import anyio
 from fastapi import Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import ClientDisconnect
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy import DateTime, ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.config import Settings
+from core.config import ApiSettings, Settings
 from core.errors import BadInput
 from store import queries
 from store.db import session_scope
 from store.schema import Base, Video, utcnow
-
-
-class ApiSettings(BaseSettings):
-    """CHRONOSCOPE_API__*: to become the `api` group of core.config.Settings (same names)."""
-    model_config = SettingsConfigDict(env_prefix="CHRONOSCOPE_API__", extra="ignore")
-
-    max_upload_mb: float = Field(8192, gt=0, description="largest accepted upload, MiB")
-    secret: str = Field("", description="signs media URLs; empty = a random one kept in the "
-                        "data directory (every API replica must share it)")
-    media_url_ttl_s: int = Field(6 * 3600, gt=0, description="how long a media URL plays")
-    webhook_timeout_s: float = Field(10.0, gt=0)
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
 
 
 # --- tables of migration 0002 --------------------------------------------------------------
@@ -114,11 +98,14 @@ def tenant_for_key(session: Session, key: str) -> str | None:
 # carry a short-lived HMAC token instead of the key (which would then leak into logs).
 
 def server_secret(settings: Settings, api: ApiSettings) -> bytes:
-    if api.secret:
-        return api.secret.encode()
-    path = settings.home / "api_secret"
+    return api.secret.encode() if api.secret else _stored_secret(settings.home.resolve())
+
+
+@lru_cache
+def _stored_secret(home: FsPath) -> bytes:
+    path = home / "api_secret"
     if not path.exists():
-        settings.home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(secrets.token_hex(32))
         tmp.chmod(0o600)

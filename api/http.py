@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -28,17 +28,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import func, select, text
 
-from api.captions import render, seconds, segment_json
+from api.captions import render, segment_json
 from api.cli import video_json
-from api.deps import (ApiSettings, ApiSettingsDep, MediaVideoDep, SessionDep, SettingsDep,
-                      TenantDep, UploadDep, VIDEO_ID, VideoDep, Webhook, media_token,
-                      server_secret)
+from api.deps import (VIDEO_ID, ApiSettings, MediaVideoDep, SessionDep, TenantDep, UploadDep,
+                      VideoDep, Webhook, media_token, server_secret)
 from core.config import Settings, get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound, TransientError
 from core.types import KINDS
 from store import queries
 from store.db import get_engine, session_scope
-from store.schema import FAILED, PROCESSING, QUEUED, Chunk, ChunkRun, Video
+from store.schema import FAILED, PROCESSING, QUEUED, ChunkRun, Video
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent / "web"
@@ -254,7 +253,7 @@ def _check_range(start: float | None, end: float | None) -> None:
         raise BadInput(f"start ({start} s) must be before end ({end} s)")
 
 
-def _webhook_url(raw: str | None) -> str | None:
+def _webhook_url(raw: str | None, allowed_hosts: str) -> str | None:
     if raw is None or not raw.strip():
         return None
     if not raw.strip().isprintable():
@@ -262,6 +261,10 @@ def _webhook_url(raw: str | None) -> str | None:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadInput("webhook_url must be an absolute http or https URL")
+    allowed = {h.strip().lower() for h in allowed_hosts.split(",") if h.strip()}
+    if allowed and (parts.hostname or "").lower() not in allowed:
+        raise BadInput(f"webhook_url host {parts.hostname!r} is not allowed here; allowed: "
+                       f"{', '.join(sorted(allowed))}")
     return raw.strip()
 
 
@@ -274,7 +277,7 @@ Kinds = Annotated[list[Kind] | None, Query(description="speech, screen_text, vis
 def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None
                ) -> FastAPI:
     settings = settings or get_settings()
-    api_settings = api_settings or ApiSettings()
+    api_settings = api_settings or settings.api
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -351,7 +354,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     upload_body = {"requestBody": {"required": True, "content": {"multipart/form-data": {
         "schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary", "description": "the video"},
-            "webhook_url": {"type": "string", "maxLength": 2048, "description":
+            "webhook_url": {"type": "string", "format": "uri", "pattern": "^https?://",
+                            "maxLength": 2048, "description":
                             "POSTed on ready/failed, signed with HMAC-SHA256 "
                             "(Chronoscope-Signature header)"}}}}}}}
 
@@ -366,14 +370,17 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         poll GET /v1/videos/{id} or pass a webhook_url."""
         from indexer import pipeline
         from indexer.probe import probe
-        webhook = _webhook_url(upload.fields.get("webhook_url"))
+        webhook = _webhook_url(upload.fields.get("webhook_url"),
+                               request.app.state.api_settings.webhook_hosts)
         metrics.upload_bytes.inc(upload.size)
         try:
             probe(upload.path)           # refuse what can never be indexed, right away
         except BadInput as e:
             raise BadInput(str(e).replace(upload.path.name, upload.filename)) from None
+        # One file per tenant and content: a tenant deleting its copy never breaks another's.
         suffix = Path(upload.filename).suffix.lower()
-        dest = settings.media_dir / tenant / f"{upload.sha256}{suffix if SUFFIX.fullmatch(suffix) else ''}"
+        dest = settings.media_dir / tenant / (
+            upload.sha256 + (suffix if SUFFIX.fullmatch(suffix) else ""))
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not dest.exists():
             os.replace(upload.path, dest)
@@ -381,27 +388,27 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
             before = queries.find_video_by_sha256(s, sha256=upload.sha256, tenant=tenant)
             before_status = before.status if before else None
         video_id = pipeline.add_video(settings, dest, tenant=tenant, filename=upload.filename)
-        with session_scope(settings) as s:
-            if webhook:
+        if webhook:
+            with session_scope(settings) as s:
                 hook = s.get(Webhook, video_id)
                 if hook is None:
                     s.add(Webhook(video_id=video_id, url=webhook))
                 else:
                     hook.url = webhook
-            video = queries.get_video(s, video_id)
         if before_status in (None, FAILED):
             submit(video_id)                     # new, or failed before and queued again
         else:
             response.status_code = 200
         response.headers["Location"] = f"/v1/videos/{video_id}"
         with session_scope(settings) as s:
-            return _video_out(request, s, queries.get_video(s, video.id))
+            return _video_out(request, s, queries.get_video(s, video_id))
 
     @app.get("/v1/videos", tags=["videos"], response_model=list[VideoOut],
              responses=_errors(401))
     def list_videos(tenant: TenantDep, session: SessionDep, request: Request) -> list[dict]:
         """The tenant's videos, oldest first."""
-        return [_video_out(request, session, v) for v in queries.list_videos(session, tenant=tenant)]
+        return [_video_out(request, session, v)
+                for v in queries.list_videos(session, tenant=tenant)]
 
     @app.get("/v1/videos/{video_id}", tags=["videos"], response_model=VideoOut,
              responses=_errors(401, 404))

@@ -67,6 +67,32 @@ class SearchSettings(BaseModel):
     exact_max: int = 200_000
 
 
+class ApiSettings(BaseModel):
+    max_upload_mb: float = Field(8192, gt=0, description="largest accepted upload, MiB")
+    secret: str = Field("", description="signs media URLs; empty = a random one kept in the "
+                        "data directory (every API replica must share it)")
+    media_url_ttl_s: int = Field(6 * 3600, gt=0, description="how long a media URL plays")
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_hosts: str = Field("", description="comma-separated hosts webhooks may call; "
+                               "empty = any (set it where users are not trusted)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class WorkerSettings(BaseModel):
+    # Far above a chunk task's run time (a few minutes for a 5-minute chunk on CPU), so a
+    # slow task is never delivered twice while it runs; reconcile, not this, recovers the
+    # tasks of a dead worker.
+    visibility_timeout_s: int = Field(3600, gt=0)
+    reconcile_interval_s: float = Field(60.0, ge=0, description="0 = never")
+    # A video queued this recently may just not have reached the broker yet.
+    reconcile_min_age_s: float = Field(30.0, ge=0)
+    max_retries: int = Field(6, ge=0)
+    retry_backoff_max_s: int = Field(300, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHRONOSCOPE_", env_nested_delimiter="__",
                                       extra="ignore")
@@ -83,6 +109,8 @@ class Settings(BaseSettings):
     qwen: QwenSettings = QwenSettings()
     embed: EmbedSettings = EmbedSettings()
     search: SearchSettings = SearchSettings()
+    api: ApiSettings = ApiSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @property
     def db_url(self) -> str:

@@ -72,7 +72,8 @@ def _sample(container, stream, interval: float, first_k: int, end_ms: int | None
         t = k * interval
         return t <= hi + 1e-6 and (end_ms is None or t < end_ms)
 
-    stats = {"bad_packets": 0, "read_errors": 0, "corrupt_frames": 0, "no_time": 0}
+    stats = {"bad_packets": 0, "read_errors": 0, "corrupt_frames": 0, "no_time": 0,
+             "out_of_order_frames": 0}
     frames = None
     for margin in (*SEEK_MARGINS_MS, None):
         seek_ms = 0.0 if margin is None else first_target - margin
@@ -235,8 +236,9 @@ def _timed_frames(container, stream, origin: Fraction, seek_ms: float, rewind: b
             if frame.is_corrupt:
                 stats["corrupt_frames"] += 1
             if last_t is not None:
-                if t_ms <= last_t:
-                    continue          # a broken timestamp going backwards: keep time monotonic
+                if t_ms <= last_t:      # a broken timestamp going backwards: keep time
+                    stats["out_of_order_frames"] += 1          # monotonic, drop the frame
+                    continue
                 last_step = t_ms - last_t
             last_t = t_ms
             yield frame, t_ms, pts

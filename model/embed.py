@@ -47,6 +47,8 @@ class Backend(Protocol):
 class SentenceTransformerBackend:
     def __init__(self, path: Path):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()   # a bar per load would clutter --json and logs
         self.model = SentenceTransformer(str(path), local_files_only=True)
         self.dim = int(self.model.get_embedding_dimension())
         config = _config(path)

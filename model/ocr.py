@@ -10,7 +10,6 @@ new one each second."""
 
 import difflib
 import hashlib
-import os
 import re
 import statistics
 import subprocess
@@ -71,9 +70,6 @@ def _tesseract_id(languages: str) -> str:
                     h.update(f"{lang}:{size}".encode())
                     with open(path, "rb") as f:
                         h.update(f.read(1 << 20))
-            # One OpenMP thread per Tesseract: parallelism comes from chunks and workers, and
-            # threads fighting over shared cores made each read slower, not faster.
-            os.environ.setdefault("OMP_THREAD_LIMIT", "1")
             _ids[languages] = f"tesseract-{version}:{languages}@{h.hexdigest()[:12]}"
         return _ids[languages]
 

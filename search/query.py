@@ -1,17 +1,38 @@
-"""Moment search: FAISS vectors and full text fused by reciprocal rank, neighbouring hits
-of one video merged into moments.
+"""Moment search: vectors and full text fused by reciprocal rank, neighbouring hits of one
+video merged into moments.
 
-Score: the cosine similarity between the query and the moment's best segment, mapped
-linearly from [0.15, 0.75] to [0, 1] (MiniLM puts unrelated text near 0.1 and paraphrases
-above 0.6), plus 0.1 when the moment also matches the query's words. A moment under
-settings.search.weak_score (0.35, about cosine 0.33) is marked weak: probably no good match.
+Retrieval. The query is embedded once. Vector hits: with a video, time-range, kind or tenant
+filter, the matching segment ids come from the database first; up to EXACT_CANDIDATES of
+them are scored exactly from their stored embeddings (no index involved, so a narrow filter
+always has all its segments to rank), more are searched in FAISS restricted to those ids
+(`search.vectors.search(candidates=...)`). Text hits: Postgres full-text search
+(`tsv @@ to_tsquery`, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same filters in the
+same SQL statement. Both lists go through reciprocal rank fusion, 1 / (60 + rank) summed.
+
+Moments. Segments are taken best first; one joins a moment of the same video when it lies
+within settings.search.merge_gap_s of it and is nearly as good (score at least
+MERGE_RATIO of the moment's best), so a moment grows over a phrase split across segments
+but not over the unrelated lines next to it, which are dropped as its neighbours. A moment's
+bounds are those of its segments.
+
+Score (0..1): the estimated probability that the moment is what was asked for,
+    score = 1 / (1 + exp(-(A + B * cosine + C * coverage)))
+where cosine is the best query/segment cosine of the moment's segments (all-MiniLM-L6-v2:
+unrelated text sits near 0.1, a paraphrase of the same fact around 0.5-0.7) and coverage is
+the share of the query's content words (stemmed, stopwords out) found in that segment's
+text. A, B, C were fitted by logistic regression on the public evaluation set
+(bench/search_quality.py --calibrate), labels: the moment overlaps a truth window. Moments
+are ordered by score; the fused rank breaks ties. A moment under settings.search.weak_score
+(0.35) is marked weak: probably no good match, which is a real answer.
 """
 
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select, text
+from sqlalchemy import column, select, table, text
 
 from core.config import Settings
 from core.errors import BadQuery
@@ -20,12 +41,27 @@ from search import vectors
 from store.db import get_engine, session_scope
 from store.schema import Segment, Video
 
+log = logging.getLogger(__name__)
+
 RRF_K = 60
-COS_LOW, COS_HIGH, TEXT_BONUS = 0.15, 0.75, 0.1
-REL_FLOOR = 0.15
-STOPWORDS = frozenset(
-    "a an and are as at be by for from has he her his i in is it its of on or she that the "
-    "their there they this to was were what when where which who will with you".split())
+EXACT_CANDIDATES = 8192     # filtered sets up to this size are scored exactly from the DB
+MAX_K = 1000
+MERGE_RATIO = 0.6
+ORDER = "rrf"               # moments ordered by fused rank ("rrf") or by score ("score")
+MAX_TERMS = 24
+# Logistic calibration of the score (see the module docstring and bench/search_quality.py).
+A, B, C = -6.0, 10.0, 2.5
+MODES = ("hybrid", "vector", "text")
+STOPWORDS = frozenset("""
+a about above after again all am an and any are as at be been before being below between
+both but by can could did do does doing down during each few for from further had has have
+having he her here hers him his how i if in into is it its itself just me more most my no
+nor not now of off on once only or other our out over own same she should so some such than
+that the their them then there these they this those through to too under until up very was
+we were what when where which while who whom why will with would you your yours
+anything something someone somebody thing things talk talks talked talking say says said
+mention mentions mentioned moment part bit show shows shown video clip where's when's
+""".split())
 
 
 @dataclass
@@ -40,15 +76,20 @@ class Moment:
     segments: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"video_id": self.video_id, "start": self.start_ms / 1000,
-                "end": self.end_ms / 1000, "score": round(self.score, 3), "weak": self.weak,
-                "kinds": self.kinds, "text": self.text,
-                "segments": [{**s, "start": s["start_ms"] / 1000, "end": s["end_ms"] / 1000}
-                             for s in self.segments]}
+        return {"video_id": self.video_id, "start": _s(self.start_ms), "end": _s(self.end_ms),
+                "score": round(self.score, 3), "weak": self.weak, "kinds": self.kinds,
+                "text": self.text,
+                "segments": [{"id": g["id"], "start": _s(g["start_ms"]), "end": _s(g["end_ms"]),
+                              "kind": g["kind"], "text": g["text"], "score": g["score"]}
+                             for g in self.segments]}
+
+
+def _s(ms: int) -> float:
+    return round(ms / 1000, 3)
 
 
 def validate(query: str, start_ms, end_ms, kinds, k) -> None:
-    if not query or not query.strip():
+    if not isinstance(query, str) or not query.strip():
         raise BadQuery("the query is empty")
     if (start_ms is not None and start_ms < 0) or (end_ms is not None and end_ms < 0):
         raise BadQuery("times must be >= 0")
@@ -58,117 +99,233 @@ def validate(query: str, start_ms, end_ms, kinds, k) -> None:
     for kind in kinds or []:
         if kind not in KINDS:
             raise BadQuery(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    if not 1 <= k <= 1000:
-        raise BadQuery("k must be between 1 and 1000")
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise BadQuery(f"k must be an integer from 1 to {MAX_K}")
 
 
-def _filters(stmt, *, video_ids, start_ms, end_ms, kinds, tenant):
-    if video_ids:
-        stmt = stmt.where(Segment.video_id.in_(video_ids))
-    if start_ms is not None:
-        stmt = stmt.where(Segment.end_ms > start_ms)
-    if end_ms is not None:
-        stmt = stmt.where(Segment.start_ms < end_ms)
-    if kinds:
-        stmt = stmt.where(Segment.kind.in_(kinds))
-    if tenant is not None:
-        stmt = stmt.join(Video, Video.id == Segment.video_id).where(Video.tenant == tenant)
-    return stmt
+@dataclass(frozen=True)
+class Filters:
+    video_ids: tuple | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    kinds: tuple | None = None
+    tenant: str | None = None
 
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.video_ids, self.start_ms, self.end_ms,
+                                           self.kinds, self.tenant))
 
-def _text_hits(settings: Settings, query: str, n: int, filters: dict) -> list[int]:
-    words = [w for w in re.findall(r"\w+", query.lower()) if w not in STOPWORDS]
-    if not words:
-        return []
-    engine = get_engine(settings)
-    allowed = _filters(select(Segment.id), **filters)
-    with session_scope(settings) as s:
-        if engine.dialect.name == "postgresql":
-            tsq = " | ".join(words)   # any word may match; ranking rewards more of them
-            rank = text("ts_rank_cd(segments.tsv, to_tsquery('english', :q))")
-            stmt = allowed.where(text("segments.tsv @@ to_tsquery('english', :q)")) \
-                .order_by(rank.desc()).limit(n)
-            return list(s.scalars(stmt, {"q": tsq}))
-        match = " OR ".join(f'"{w}"' for w in words)
-        rows = s.execute(text("SELECT rowid FROM segments_fts WHERE segments_fts MATCH :q "
-                              "ORDER BY rank LIMIT :n"), {"q": match, "n": n * 20}).scalars().all()
-        if not rows:
-            return []
-        keep = set(s.scalars(allowed.where(Segment.id.in_(rows))))
-        return [r for r in rows if r in keep][:n]
-
-
-def _candidates(settings: Settings, filters: dict) -> np.ndarray | None:
-    if not any(v for v in filters.values() if v is not None):
-        return None
-    with session_scope(settings) as s:
-        return np.asarray(s.scalars(_filters(select(Segment.id), **filters)).all(), np.int64)
+    def apply(self, stmt):
+        """The filters as WHERE clauses; a time range keeps segments overlapping it."""
+        if self.video_ids is not None:
+            stmt = stmt.where(Segment.video_id.in_(self.video_ids))
+        if self.start_ms is not None:
+            stmt = stmt.where(Segment.end_ms > self.start_ms)
+        if self.end_ms is not None:
+            stmt = stmt.where(Segment.start_ms < self.end_ms)
+        if self.kinds is not None:
+            stmt = stmt.where(Segment.kind.in_(self.kinds))
+        if self.tenant is not None:
+            stmt = stmt.join(Video, Video.id == Segment.video_id).where(Video.tenant == self.tenant)
+        return stmt
 
 
 def search(settings: Settings, query: str, *, video_ids: list[str] | None = None,
            start_ms: int | None = None, end_ms: int | None = None,
-           kinds: list[str] | None = None, k: int = 10, tenant: str | None = None
-           ) -> list[Moment]:
-    from model import embed
+           kinds: list[str] | None = None, k: int = 10, tenant: str | None = None,
+           mode: str = "hybrid") -> list[Moment]:
+    """The k best moments for a natural-language query, best first. `mode` 'vector' or
+    'text' uses one retriever alone (for evaluation)."""
     validate(query, start_ms, end_ms, kinds, k)
-    filters = dict(video_ids=video_ids, start_ms=start_ms, end_ms=end_ms, kinds=kinds,
-                   tenant=tenant)
-    n = max(50, 5 * k)
+    if mode not in MODES:
+        raise BadQuery(f"unknown mode {mode!r}")
+    from model import embed
+    f = Filters(tuple(video_ids) if video_ids else None, start_ms, end_ms,
+                tuple(dict.fromkeys(kinds)) if kinds else None, tenant)
+    pool = max(50, 5 * k)
     qvec = embed.embed([query], kind="query", settings=settings)[0]
-    # A vector "hit" far below the best one (or under the absolute floor) is just the nearest
-    # of unrelated text: leave it out, so it neither fills the list nor glues real hits
-    # together into one long moment (a timer's every second, say).
-    found = vectors.search(settings, qvec, n, _candidates(settings, filters))
-    floor = max(COS_LOW, found[0][1] - REL_FLOOR) if found else COS_LOW
-    vec_hits = [i for i, cos in found if cos >= floor]
-    text_hits = _text_hits(settings, query, n, filters)
+    model = embed.model_id(settings)
+    vec_hits = vector_hits(settings, qvec, pool, f, model) if mode != "text" else []
+    text_hits = text_search(settings, query, pool, f) if mode != "vector" else []
     fused: dict[int, float] = {}
-    for hits in (vec_hits, text_hits):
-        for rank, sid in enumerate(hits):
-            fused[sid] = fused.get(sid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    for hits in ([i for i, _ in vec_hits], text_hits):
+        for rank, seg_id in enumerate(hits):
+            fused[seg_id] = fused.get(seg_id, 0.0) + 1.0 / (RRF_K + rank + 1)
     if not fused:
         return []
+    rows = _rows(settings, list(fused))
+    terms = _stems(query)
+    scored = []
+    for r in rows:
+        cos = _cosine(r, qvec, model)
+        cov = coverage(terms, r.text)
+        scored.append((r, score(cos, cov), fused[r.id], cos, cov))
+    return moments(scored, settings, k)
+
+
+def score(cos: float, cov: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(A + B * cos + C * cov)))
+
+
+def _cosine(row, qvec: np.ndarray, model: str) -> float:
+    if row.embedding is None or row.embed_model != model:
+        return 0.0
+    vec = np.frombuffer(row.embedding, np.float32)
+    return float(np.clip(vec @ qvec, -1.0, 1.0)) if vec.shape == qvec.shape else 0.0
+
+
+def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model: str
+                ) -> list[tuple[int, float]]:
+    """(segment id, cosine) best first, restricted to the filters inside retrieval."""
+    candidates = None
+    if f.any:
+        with session_scope(settings) as s:
+            embedded = (Segment.embed_model == model, Segment.embedding.is_not(None))
+            ids = s.scalars(f.apply(select(Segment.id).where(*embedded))
+                            .limit(EXACT_CANDIDATES + 1)).all()
+            if len(ids) <= EXACT_CANDIDATES:
+                rows = s.execute(f.apply(select(Segment.id, Segment.embedding)
+                                         .where(*embedded))).all()
+                return _exact(qvec, rows, n)
+            candidates = np.asarray(s.scalars(f.apply(select(Segment.id).where(*embedded))).all(),
+                                    np.int64)
+    indexed = vectors.indexed_model(settings)
+    if indexed != model:
+        if indexed:
+            log.warning("the vector index holds %s vectors but queries use %s: run "
+                        "`chronoscope reindex-vectors`; text matches only until then",
+                        indexed, model)
+        return []
+    return vectors.search(settings, qvec, n, candidates)
+
+
+def _exact(qvec: np.ndarray, rows, n: int) -> list[tuple[int, float]]:
+    rows = [r for r in rows if len(r[1]) == 4 * len(qvec)]
+    if not rows:
+        return []
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+    return vectors.exact_search(qvec, ids, vecs, n)
+
+
+def _words(text_: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text_.lower())
+
+
+def _stem(word: str) -> str:
+    """A light suffix stripper, enough to match plural and tense variants of one word."""
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""),
+                         ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: len(word) - len(suffix)] + repl
+    return word
+
+
+def _stems(query: str) -> list[str]:
+    return list(dict.fromkeys(_stem(w) for w in _words(query) if w not in STOPWORDS))
+
+
+def coverage(terms: list[str], text_: str) -> float:
+    """Share of the query's content words present in the text."""
+    if not terms:
+        return 0.0
+    have = {_stem(w) for w in _words(text_)}
+    return sum(t in have for t in terms) / len(terms)
+
+
+def text_search(settings: Settings, query: str, n: int, f: Filters) -> list[int]:
+    """Segment ids matching any content word of the query, best first, filters applied in
+    the same statement."""
+    words = [w for w in dict.fromkeys(_words(query)) if w not in STOPWORDS][:MAX_TERMS]
+    if not words:
+        return []
     with session_scope(settings) as s:
-        rows = s.scalars(select(Segment).where(Segment.id.in_(list(fused)))).all()
-    moments = _moments(rows, fused, set(text_hits), qvec, settings)
-    return moments[:k]
+        if get_engine(settings).dialect.name == "postgresql":
+            q = " | ".join(words)       # any word may match; ts_rank_cd rewards more of them
+            stmt = (f.apply(select(Segment.id))
+                    .where(text("segments.tsv @@ to_tsquery('english', :q)"))
+                    .order_by(text("ts_rank_cd(segments.tsv, to_tsquery('english', :q)) DESC"),
+                              Segment.id)
+                    .limit(n))
+            return list(s.scalars(stmt, {"q": q}))
+        fts = table("segments_fts", column("rowid"), column("rank"))
+        match = " OR ".join(f'"{w}"' for w in words)     # porter-stemmed by the table
+        stmt = (f.apply(select(Segment.id).join(fts, fts.c.rowid == Segment.id))
+                .where(text("segments_fts MATCH :q"))
+                .order_by(fts.c.rank, Segment.id).limit(n))
+        return list(s.scalars(stmt, {"q": match}))
 
 
-def _moments(rows, fused: dict[int, float], text_ids: set[int], qvec: np.ndarray,
-             settings: Settings) -> list[Moment]:
-    gap = round(settings.search.merge_gap_s * 1000)
-    by_video: dict[str, list] = {}
-    for r in sorted(rows, key=lambda r: (r.video_id, r.start_ms)):
-        by_video.setdefault(r.video_id, []).append(r)
+def _rows(settings: Settings, ids: list[int]):
     out = []
-    for video_id, segs in by_video.items():
-        group = [segs[0]]
-        for r in segs[1:] + [None]:
-            if r is not None and r.start_ms - max(g.end_ms for g in group) <= gap:
-                group.append(r)
-                continue
-            out.append(_moment(video_id, group, fused, text_ids, qvec, settings))
-            group = [r]
-    out.sort(key=lambda m: (-m.score, -m.segments[0]["rrf"], m.video_id, m.start_ms))
-    for m in out:
-        for seg in m.segments:
-            seg.pop("rrf")
+    with session_scope(settings) as s:
+        for i in range(0, len(ids), 900):
+            out += s.execute(select(Segment.id, Segment.video_id, Segment.kind, Segment.start_ms,
+                                    Segment.end_ms, Segment.text, Segment.embedding,
+                                    Segment.embed_model)
+                             .where(Segment.id.in_(ids[i:i + 900]))).all()
     return out
 
 
-def _moment(video_id, group, fused, text_ids, qvec, settings) -> Moment:
-    cos = [float(np.frombuffer(r.embedding, np.float32) @ qvec) if r.embedding else 0.0
-           for r in group]
-    score = (max(cos) - COS_LOW) / (COS_HIGH - COS_LOW)
-    if any(r.id in text_ids for r in group):
-        score += TEXT_BONUS
-    score = float(np.clip(score, 0.0, 1.0))
-    best = max(range(len(group)), key=lambda i: (fused[group[i].id], cos[i]))
-    ordered = sorted(group, key=lambda r: -fused[r.id])
-    return Moment(
-        video_id=video_id, start_ms=min(r.start_ms for r in group),
-        end_ms=max(r.end_ms for r in group), score=round(score, 4),
-        weak=score < settings.search.weak_score,
-        kinds=sorted({r.kind for r in group}), text=group[best].text,
-        segments=[{"id": r.id, "start_ms": r.start_ms, "end_ms": r.end_ms, "kind": r.kind,
-                   "text": r.text, "rrf": fused[r.id]} for r in ordered])
+def _item_key(t: tuple):
+    return (-t[2], -t[1], t[0].id) if ORDER == "rrf" else (-t[1], -t[2], t[0].id)
+
+
+def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
+    """Moments from scored segments taken best first, and the segments left out as much
+    weaker neighbours of a moment."""
+    groups: list[dict] = []
+    dropped = []
+    for item in sorted(items, key=_item_key):
+        row, p = item[0], item[1]
+        near = [g for g in groups if g["video_id"] == row.video_id
+                and row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap]
+        if not near:
+            groups.append({"video_id": row.video_id, "start": row.start_ms, "end": row.end_ms,
+                           "best": p, "rrf": item[2], "items": [item]})
+            continue
+        g = near[0]
+        anchor = g["items"][0][0]
+        longest = max(2 * (anchor.end_ms - anchor.start_ms), anchor.end_ms - anchor.start_ms + 2 * gap)
+        if p < MERGE_RATIO * g["best"] or row.end_ms - row.start_ms > longest:
+            # A much weaker neighbour, or one far longer than the best segment (a slide on
+            # screen for a minute around the sentence that answers): it would blur the
+            # moment's bounds. Kept aside, in case fewer than k moments are found.
+            dropped.append(item)
+            continue
+        g["items"].append(item)
+        g["start"], g["end"] = min(g["start"], row.start_ms), max(g["end"], row.end_ms)
+        for other in near[1:]:     # the segment bridged two moments: they become one
+            if other["best"] >= MERGE_RATIO * g["best"]:
+                g["items"] += other["items"]
+                g["start"], g["end"] = min(g["start"], other["start"]), max(g["end"], other["end"])
+                g["rrf"] = max(g["rrf"], other["rrf"])
+                groups.remove(other)
+    return groups, dropped
+
+
+def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
+    """The k best moments from scored segments (row, score, fused rank value, cosine,
+    coverage). Much weaker neighbours of a moment are left out of it; they come back as
+    moments of their own only when fewer than k moments were found (a narrow filter still
+    returns k results)."""
+    gap = round(settings.search.merge_gap_s * 1000)
+    groups, dropped = _group(scored, gap)
+    if len(groups) < k and dropped:
+        groups += _group(dropped, gap)[0]
+    weak = settings.search.weak_score
+    out = []
+    order = (lambda g: (-g["rrf"], -g["best"], g["video_id"], g["start"])) if ORDER == "rrf" \
+        else (lambda g: (-g["best"], -g["rrf"], g["video_id"], g["start"]))
+    for g in sorted(groups, key=order)[:k]:
+        items = sorted(g["items"], key=lambda t: (t[0].start_ms, t[0].end_ms, t[0].id))
+        best = round(float(g["best"]), 4)
+        out.append(Moment(
+            video_id=g["video_id"], start_ms=g["start"], end_ms=g["end"], score=best,
+            weak=best < weak, kinds=sorted({t[0].kind for t in items}),
+            text=" … ".join(dict.fromkeys(" ".join(t[0].text.split()) for t in items))[:500],
+            segments=[{"id": t[0].id, "start_ms": t[0].start_ms, "end_ms": t[0].end_ms,
+                       "kind": t[0].kind, "text": t[0].text, "score": round(float(t[1]), 4)}
+                      for t in items]))
+    return out

@@ -69,7 +69,8 @@ def test_search_click_plays_from_the_moment(browser, site, media):
     d.find_element(By.CSS_SELECTOR, "#upload-form button").click()
     wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#videos li.video.ready"), timeout=180,
              what="the uploaded video to be ready in the library", interval=0.5)
-    assert "indexing" in d.find_element(By.ID, "upload-status").text
+    wait_for(lambda: d.find_element(By.ID, "upload-status").text == "uploaded and indexed",
+             timeout=10, what="the upload note")
     assert d.find_element(By.ID, "upload-progress").get_attribute("value") == "100"
 
     # Search for words the clip says after its first second (whatever the speech model

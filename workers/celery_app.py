@@ -17,12 +17,10 @@ from celery import Celery
 from celery import signals as celery_signals
 from kombu import Queue
 from kombu.exceptions import OperationalError as BrokerError
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from core.config import get_settings
+from core.config import WorkerSettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +33,8 @@ NOTIFY = "chronoscope.notify"
 QUEUE_OF = {PLAN: CPU, CHUNK: CPU, CAPTION: GPU, FINALIZE: CPU, NOTIFY: CPU}
 
 
-class WorkerSettings(BaseSettings):
-    """CHRONOSCOPE_WORKER__*: to become the `worker` group of core.config.Settings."""
-    model_config = SettingsConfigDict(env_prefix="CHRONOSCOPE_WORKER__", extra="ignore")
-
-    # Far above a chunk task's run time (a 5-minute chunk takes well under a minute on CPU),
-    # so a slow task is never delivered twice while it runs.
-    visibility_timeout_s: int = Field(3600, gt=0)
-    reconcile_interval_s: float = Field(60.0, ge=0, description="0 = never")
-    # A video queued this recently may just not have reached the broker yet.
-    reconcile_min_age_s: float = Field(30.0, ge=0)
-    max_retries: int = Field(6, ge=0)
-    retry_backoff_max_s: int = Field(300, gt=0)
-
-
-@lru_cache
 def worker_settings() -> WorkerSettings:
-    return WorkerSettings()
+    return get_settings().worker
 
 
 def create_app(broker_url: str) -> Celery:

@@ -214,7 +214,7 @@ def queued_units(app: Celery) -> set[Unit]:
     return found
 
 
-def worker_units(app: Celery, timeout: float = 2.0) -> set[Unit]:
+def worker_units(app: Celery, timeout: float = 1.0) -> set[Unit]:
     """Units that live workers are running, hold prefetched, or wait to retry (ETA)."""
     found: set[Unit] = set()
     inspect = app.control.inspect(timeout=timeout)

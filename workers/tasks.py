@@ -3,8 +3,6 @@ says what comes next. The retry policy lives in the decorators: transient errors
 broker, a unit written twice at once) retry with exponential backoff and jitter; anything
 else, or retries spent, fails the video with its reason (VideoTask.on_failure)."""
 
-import logging
-
 from celery import Task
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,8 +16,6 @@ from indexer import pipeline
 from store.schema import PROCESSING, QUEUED
 from workers import flow, webhooks
 from workers.celery_app import app, worker_settings
-
-log = logging.getLogger(__name__)
 
 # IntegrityError: two deliveries of one unit racing to record it (the unit's primary key
 # stops the second), or a video deleted under a running chunk; the retry then skips the

@@ -88,7 +88,6 @@ def deliver(settings: Settings, video_id: str, status: str, *, first_attempt: bo
             ) -> bool:
     """POST the event. A network error, 408, 429 or 5xx raises TransientError (retry); any
     other answer is final. Returns whether the receiver accepted it."""
-    from api.deps import ApiSettings
     claim = _claim(settings, video_id, status, first_attempt)
     if claim is None:
         return False
@@ -97,7 +96,7 @@ def deliver(settings: Settings, video_id: str, status: str, *, first_attempt: bo
                SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=ApiSettings().webhook_timeout_s) as r:
+        with _opener.open(request, timeout=settings.api.webhook_timeout_s) as r:
             code = r.status
     except urllib.error.HTTPError as e:
         code = e.code

@@ -165,6 +165,11 @@ async function refreshVideos() {
   pick.value = state.videos.has(chosen) ? chosen : "";
   // Poll while anything is still being indexed.
   const busy = videos.some((v) => v.status === "queued" || v.status === "processing");
+  const note = $("#upload-status");
+  if (!busy && note.dataset.indexing) {
+    note.textContent = "uploaded and indexed";
+    delete note.dataset.indexing;
+  }
   clearTimeout(state.polling);
   if (busy) state.polling = setTimeout(refreshVideos, 2000);
 }
@@ -195,6 +200,7 @@ function upload(event) {
     note.className = "";
     note.textContent = xhr.status === 200 ? `already in the library (${body.status})`
       : "uploaded; indexing…";
+    if (xhr.status === 202) note.dataset.indexing = "1";
     $("#upload-form").reset();
     refreshVideos();
   };

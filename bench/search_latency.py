@@ -1,0 +1,280 @@
+"""Vector search at library scale: build time, memory per segment, p50/p99 latency for k=10
+with and without a time-range filter, and recall@10 against exact search, in one run.
+
+    .venv/bin/python bench/search_latency.py            # quick: 1M segments
+    .venv/bin/python bench/search_latency.py --full     # 10M segments
+    .venv/bin/python bench/search_latency.py --n 200000 --queries 100
+
+The index is built by the production code (`search.vectors.plan`, `new_index`, `train`)
+and searched through `search.vectors.search_index` / `exact_search`, the functions
+`search.vectors.search` and `search.query` call; only the database is left out (the
+segments do not exist as rows at this size).
+
+Vectors that resemble real embeddings: all-MiniLM-L6-v2 embeddings of ~12k real English
+sentences (docstrings of the Python standard library, embedded once and cached in
+bench/.cache/), and each synthetic segment is a Dirichlet-weighted mix of three of them
+plus Gaussian noise of norm 0.2-0.5, renormalised. Their pairwise cosines (mean ~0.14,
+sd ~0.09) match real MiniLM pairs (~0.10, sd ~0.11); they are neither uniform noise nor
+tight clusters. Queries: 50% fresh mixes, 50% held-out real sentences never mixed in.
+
+Segments are laid out as videos of 1200 segments 3 s apart (one hour each). The time-range
+filter is [600 s, 900 s) of every video (8.3% of the library): its candidate ids go
+through the FAISS id selector (a bitmap), with nprobe raised for the selectivity. The
+narrow filter (one video, same range: 100 candidates) is scored exactly over the
+candidates' vectors, as `search.query` does with the vectors it reads from the database
+(that read is not timed here). Ground truth: exact float32 inner products over every
+vector (and over the filtered subset), computed in a streaming pass.
+
+Latency is one query at a time on one thread (a server answers concurrent requests on
+its other cores). The machine is shared: percentiles include other people's load.
+"""
+
+import argparse
+import ast
+import os
+import platform
+import re
+import resource
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import faiss  # noqa: E402
+
+from core.config import Settings  # noqa: E402
+from search import vectors  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+SEG_PER_VIDEO, SEG_S = 1200, 3
+RANGE = (600, 900)                  # seconds, of every video
+BATCH = 100_000
+K = 10
+
+
+def sentences(limit: int = 12_000) -> list[str]:
+    """Real English sentences: docstrings of the standard library, deterministic order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = set()
+    for f in sorted(root.rglob("*.py")):
+        if "test" in f.parts or "site-packages" in f.parts or "idlelib" in f.parts:
+            continue
+        try:
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", doc or "")):
+                    words = s.split()
+                    if 6 <= len(words) <= 40 and \
+                            sum(c.isalpha() or c == " " for c in s) > 0.85 * len(s):
+                        out.add(s)
+    out = sorted(out)
+    np.random.default_rng(0).shuffle(out)
+    return out[:limit]
+
+
+def base_vectors() -> np.ndarray:
+    path = CACHE / "search_latency_bases.npy"
+    if path.exists():
+        return np.load(path)
+    from model import embed
+    texts = sentences()
+    print(f"embedding {len(texts)} sentences once (cached in {path}) ...", flush=True)
+    vecs = embed.embed(texts, kind="document", settings=Settings(home=CACHE / "home"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vecs)
+    return vecs
+
+
+def mix(base: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet([1.0, 1.0, 1.0], n).astype(np.float32)
+    x = np.zeros((n, base.shape[1]), np.float32)
+    for j in range(3):
+        x += w[:, j:j + 1] * base[rng.integers(0, len(base), n)]
+    noise = rng.standard_normal((n, base.shape[1]), dtype=np.float32)
+    x += rng.uniform(0.2, 0.5, (n, 1)).astype(np.float32) * noise / np.sqrt(base.shape[1])
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def batches(base: np.ndarray, n: int, clock: list):
+    for start in range(0, n, BATCH):
+        t = time.perf_counter()
+        x = mix(base, min(BATCH, n - start), seed=1000 + start // BATCH)
+        clock[0] += time.perf_counter() - t
+        yield start, x
+
+
+def in_range(ids: np.ndarray) -> np.ndarray:
+    t = (ids % SEG_PER_VIDEO) * SEG_S
+    return (t + SEG_S > RANGE[0]) & (t < RANGE[1])       # overlaps [start, end)
+
+
+def topk_merge(best_s, best_i, scores, ids):
+    s = np.concatenate([best_s, scores], axis=1)
+    i = np.concatenate([best_i, np.broadcast_to(ids, scores.shape)], axis=1)
+    part = np.argpartition(-s, K - 1, axis=1)[:, :K]
+    return np.take_along_axis(s, part, 1), np.take_along_axis(i, part, 1)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(xs, q) -> float:
+    return float(np.percentile(np.asarray(xs) * 1000, q))
+
+
+def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K
+                          for f, t in zip(found, truth)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--full", action="store_true", help="10M segments")
+    ap.add_argument("--queries", type=int, default=400)
+    args = ap.parse_args()
+    n = 10_000_000 if args.full else args.n
+    settings = Settings(home=CACHE / "home")
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+
+    base = base_vectors()
+    held_out = base[-args.queries // 2:]                 # never used as a mix component
+    base = base[:-args.queries // 2]
+    rng = np.random.default_rng(7)
+    queries = np.vstack([mix(base, args.queries - len(held_out), seed=99), held_out])
+    queries = queries[rng.permutation(len(queries))].astype(np.float32)
+
+    spec = vectors.plan(n, settings)
+    print(f"{n:,} segments, index {spec}", flush=True)
+    rss0 = rss_mb()
+    t_train = t_add = 0.0
+    gen = [0.0]
+    index = vectors.new_index(base.shape[1], spec)
+    if spec["kind"] == "ivf":
+        t = time.perf_counter()
+        sample = mix(base, vectors.train_size(spec), seed=5)
+        gen[0] += time.perf_counter() - t
+        t = time.perf_counter()
+        vectors.train(index, sample)
+        t_train = time.perf_counter() - t
+        del sample
+    nq = len(queries)
+    gt_s, gt_i = np.full((nq, K), -np.inf, np.float32), np.zeros((nq, K), np.int64)
+    gf_s, gf_i = gt_s.copy(), gt_i.copy()
+    narrow_video = (n // SEG_PER_VIDEO) // 2
+    narrow_ids = np.arange(narrow_video * SEG_PER_VIDEO, (narrow_video + 1) * SEG_PER_VIDEO)
+    narrow_ids = narrow_ids[in_range(narrow_ids)]
+    narrow_vecs = None
+    for start, x in batches(base, n, gen):
+        ids = np.arange(start, start + len(x), dtype=np.int64)
+        t = time.perf_counter()
+        index.add_with_ids(x, ids)
+        t_add += time.perf_counter() - t
+        scores = queries @ x.T                           # exact float32 truth, streamed
+        gt_s, gt_i = topk_merge(gt_s, gt_i, scores, ids)
+        mask = in_range(ids)
+        gf_s, gf_i = topk_merge(gf_s, gf_i, scores[:, mask], ids[mask])
+        hit = (narrow_ids >= start) & (narrow_ids < start + len(x))
+        if hit.any():
+            narrow_vecs = x[narrow_ids[hit] - start].copy()
+        print(f"  {start + len(x):>11,} added  ({t_add:.0f} s adding)", flush=True)
+    rss1 = rss_mb()
+    order = np.argsort(-gt_s, axis=1)
+    gt_i = np.take_along_axis(gt_i, order, 1)
+    gf_i = np.take_along_axis(gf_i, np.argsort(-gf_s, axis=1), 1)
+    path = CACHE / "search_latency.faiss"
+    faiss.write_index(index, str(path))
+    file_bytes = path.stat().st_size
+    path.unlink()
+
+    faiss.omp_set_num_threads(1)
+    all_ids = np.arange(n, dtype=np.int64)
+    cand = all_ids[in_range(all_ids)]
+    selectivity = len(cand) / n
+    results = {}
+
+    def run(name, fn):
+        lat, found = [], []
+        for q in queries[:20]:                           # warm caches
+            fn(q)
+        for q in queries:
+            t = time.perf_counter()
+            found.append(fn(q))
+            lat.append(time.perf_counter() - t)
+        results[name] = (lat, found)
+
+    run("no filter", lambda q: vectors.search_index(index, q, K)[1])
+    sel = vectors._selector(cand, n)
+    run("time range, selector built", lambda q: vectors.search_index(
+        index, q, K, allowed=sel, selectivity=selectivity)[1])
+    run("time range, selector per query", lambda q: vectors.search_index(
+        index, q, K, allowed=vectors._selector(cand, n), selectivity=selectivity)[1])
+    run("one video + range, exact", lambda q: np.array(
+        [i for i, _ in vectors.exact_search(q, narrow_ids, narrow_vecs, K)]))
+
+    narrow_truth = np.stack([narrow_ids[np.argsort(-(narrow_vecs @ q))[:K]] for q in queries])
+    truth = {"no filter": gt_i, "time range, selector built": gf_i,
+             "time range, selector per query": gf_i, "one video + range, exact": narrow_truth}
+    build = t_train + t_add
+    lines = [
+        f"segments: {n:,}  dim: {base.shape[1]}  index: {spec}  nprobe: {vectors.NPROBE}",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (shared machine)",
+        f"build: {build:.1f} s (train {t_train:.1f} s + add {t_add:.1f} s; "
+        f"{n / max(build, 1e-9):,.0f} segments/s; generating the vectors "
+        f"{gen[0]:.1f} s not counted)",
+        f"memory: {file_bytes / n:.0f} B/segment serialized ({file_bytes / 2**30:.2f} GiB), "
+        f"RSS +{(rss1 - rss0) * 2**20 / n:.0f} B/segment while building "
+        f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)",
+        f"time-range filter [{RANGE[0]}, {RANGE[1]}) s of every video: {len(cand):,} "
+        f"candidates ({selectivity:.1%}); narrow filter: {len(narrow_ids)} candidates",
+        f"{'k=10, ' + str(nq) + ' queries':<34} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10}",
+    ]
+    for name, (lat, found) in results.items():
+        lines.append(f"{name:<34} {pct(lat, 50):>8.2f} {pct(lat, 99):>8.2f} "
+                     f"{recall(found, truth[name]):>10.3f}")
+    print("\n".join(lines), flush=True)
+    if spec["kind"] == "ivf":
+        sweep(index, queries, gt_i, gf_i, sel, selectivity, spec["nlist"])
+
+
+def sweep(index, queries, gt_i, gf_i, sel, selectivity, nlist) -> None:
+    """How recall and latency move with nprobe, for the record (the default is
+    search.vectors.NPROBE; a filter multiplies it by 1/sqrt(selectivity))."""
+    print("nprobe sweep (filtered: nprobe before the 1/sqrt(selectivity) boost)")
+    few = min(len(queries), 100)
+    for nprobe in (8, 16, 24, 32, 48, 64, nlist):
+        row = []
+        for allowed, truth in ((None, gt_i), (sel, gf_i)):
+            lat, found = [], []
+            m = few if nprobe == nlist else len(queries)
+            for q in queries[:m]:
+                t = time.perf_counter()
+                found.append(vectors.search_index(index, q, K, allowed=allowed,
+                                                  selectivity=selectivity if allowed else 1.0,
+                                                  nprobe=nprobe)[1])
+                lat.append(time.perf_counter() - t)
+            row.append(f"p50 {pct(lat, 50):6.2f} ms p99 {pct(lat, 99):6.2f} ms "
+                       f"recall {recall(found, truth[:m]):.3f}")
+        print(f"  nprobe {nprobe:>5}: no filter {row[0]} | time range {row[1]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
