@@ -18,10 +18,10 @@ a hit among the first k moments. Queries with no window measure "no good match":
 whose best result is (correctly) marked weak is printed beside the share of answerable
 queries whose right answer is not marked weak.
 
---calibrate fits the logistic score (search/query.py: score = sigmoid(A + B cos + C cov))
-on the moments returned for the answerable queries, label = hit, and reports R@1/R@5 of
-2-fold cross-validation with fold-fitted coefficients, so the fit is not judged on the
-queries it saw.
+--calibrate fits the score's logistic map (search/query.py: score = sigmoid(A + B *
+relevance)) on the moments returned for every query (label: hit) and prints how well
+held-out scores match the share of right answers (2-fold). The map is monotone: it sets
+what a score means, not the order, so R@k does not depend on the fit.
 """
 
 import argparse
@@ -197,61 +197,45 @@ def evaluate(settings, items, ids, mode: str) -> dict:
             "p50 ms": float(np.percentile(lat, 50) * 1000), "n": n}
 
 
-def features(settings, item, ids, k=20):
-    """(cos, coverage, label) of each moment's best segment for one query."""
-    from model import embed
+def relevances(settings, item, ids, k=20) -> list[tuple[float, bool]]:
+    """(relevance, hit) of the moments returned for one query; the relevance is read back
+    from the (monotone) score with the coefficients in use."""
     from search import query
-    from store.db import session_scope
-    from store.schema import Segment
-    qvec = embed.embed([item["query"]], kind="query", settings=settings)[0]
-    terms = query._stems(item["query"])
     out = []
     for m in query.search(settings, item["query"], k=k):
-        best = max(m.segments, key=lambda g: g["score"])
-        with session_scope(settings) as s:
-            emb = s.get(Segment, best["id"]).embedding
-        cos = float(np.frombuffer(emb, np.float32) @ qvec) if emb else 0.0
-        out.append((cos, query.coverage(terms, best["text"]), is_hit(m, item["truth"], ids)))
+        p = min(max(m.score, 1e-12), 1 - 1e-12)
+        out.append(((math.log(p / (1 - p)) - query.A) / query.B, is_hit(m, item["truth"], ids)))
     return out
 
 
-def fit(rows) -> tuple[float, float, float]:
-    """Logistic regression by Newton's method with a little L2 (the set is small)."""
-    x = np.array([[1.0, c, v] for c, v, _ in rows])
-    y = np.array([float(h) for _, _, h in rows])
-    w = np.zeros(3)
+def fit(rows) -> tuple[float, float]:
+    """Logistic regression of hit on relevance, Newton's method, a little L2."""
+    x = np.array([[1.0, r] for r, _ in rows])
+    y = np.array([float(h) for _, h in rows])
+    w = np.zeros(2)
     for _ in range(50):
         p = 1 / (1 + np.exp(-x @ w))
-        grad = x.T @ (p - y) + 1e-2 * w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-2 * np.eye(3)
-        w -= np.linalg.solve(hess, grad)
-    return tuple(float(v) for v in w)
+        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(2)
+        w -= np.linalg.solve(hess, x.T @ (p - y) + 1e-3 * w)
+    return float(w[0]), float(w[1])
 
 
 def calibrate(settings, items, ids) -> None:
+    """Fit A, B of the score on all queries' returned moments; check the calibration on
+    held-out halves (2-fold: fit on one half, bin the other half's scores)."""
     from search import query
-    answerable = [it for it in items if it["truth"]]
-    rows = {i: features(settings, it, ids) for i, it in enumerate(answerable)}
-    a, b, c = fit([r for rs in rows.values() for r in rs])
-    print(f"\nfitted on all answerable queries: A={a:.2f} B={b:.2f} C={c:.2f} "
-          f"(in use: A={query.A} B={query.B} C={query.C})")
-    keep = (query.A, query.B, query.C)
-    hits = {"R@1": [], "R@5": []}
+    rows = [relevances(settings, it, ids) for it in items]
+    a, b = fit([r for rs in rows for r in rs])
+    print(f"\nscore = sigmoid(A + B * relevance): fitted A={a:.2f} B={b:.2f} "
+          f"(in use: A={query.A} B={query.B}); the order does not depend on them")
+    held = []
     for fold in (0, 1):
-        train = [r for i, rs in rows.items() if i % 2 != fold for r in rs]
-        query.A, query.B, query.C = fit(train)
-        test = [it for i, it in enumerate(answerable) if i % 2 == fold]
-        res = evaluate(settings, test, ids, "hybrid")
-        hits["R@1"].append(res["R@1"] * res["n"])
-        hits["R@5"].append(res["R@5"] * res["n"])
-    query.A, query.B, query.C = keep
-    n = len(answerable)
-    print(f"2-fold cross-validated hybrid: R@1 {sum(hits['R@1']) / n:.3f}  "
-          f"R@5 {sum(hits['R@5']) / n:.3f}")
-    scores = [(query.score(cv, v), h) for rs in rows.values() for cv, v, h in rs]
-    print("reliability (score bin: share of moments that are hits):")
+        fa, fb = fit([r for i, rs in enumerate(rows) if i % 2 != fold for r in rs])
+        held += [(1 / (1 + math.exp(-(fa + fb * rel))), h)
+                 for i, rs in enumerate(rows) if i % 2 == fold for rel, h in rs]
+    print("held-out reliability (score bin: share of moments that are right answers):")
     for lo in np.arange(0, 1, 0.2):
-        inside = [h for s, h in scores if lo <= s < lo + 0.2 + (lo >= 0.8)]
+        inside = [h for p, h in held if lo <= p < lo + 0.2 or (lo >= 0.8 and p >= 1)]
         if inside:
             print(f"  {lo:.1f}-{lo + 0.2:.1f}: {np.mean(inside):.2f} of {len(inside)}")
 

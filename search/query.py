@@ -6,24 +6,36 @@ filter, the matching segment ids come from the database first; up to EXACT_CANDI
 them are scored exactly from their stored embeddings (no index involved, so a narrow filter
 always has all its segments to rank), more are searched in FAISS restricted to those ids
 (`search.vectors.search(candidates=...)`). Text hits: Postgres full-text search
-(`tsv @@ to_tsquery`, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same filters in the
-same SQL statement. Both lists go through reciprocal rank fusion, 1 / (60 + rank) summed.
+(`tsv @@ to_tsquery`, any query word, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same
+filters in the same SQL statement. A text hit stays in the fused list only when its text
+holds at least TEXT_MIN_COVER (40%) of the query's IDF weight (document frequencies from
+the same full-text index): one shared common word does not make a match.
+
+Fusion. Reciprocal rank fusion of the two lists, rrf = sum 1 / (60 + rank), normalised to
+1 for a segment ranked first in both. A segment's relevance is
+    relevance = cosine + RRF_WEIGHT * rrf_norm          (RRF_WEIGHT = 0.3)
+so the cosine orders what the lists agree on and the fused rank lifts what both retrievers
+found. On bench/evalset this orders better than the cosine alone or plain RRF (see
+bench/RESULTS.md); R@1 is flat for RRF_WEIGHT from 0.15 to 1.
+
+Score (0..1): the estimated probability that a moment is what was asked for,
+    score = 1 / (1 + exp(-(A + B * relevance)))
+of its best segment, with A and B fitted by logistic regression on the public evaluation
+set (bench/search_quality.py --calibrate; label: the moment overlaps a truth window). The
+map is monotone, so fitting it changes no ranking. all-MiniLM-L6-v2 puts unrelated text
+near cosine 0.1 and a paraphrase of the same fact around 0.5-0.7; a score of 0.5 sits near
+relevance 0.5. A moment under settings.search.weak_score (0.35) is marked weak: probably no
+good match, which is a real answer. Moments are ordered by score. (In the evaluation-only
+modes 'vector' and 'text' the relevance is the one retriever's own: the cosine, or the
+normalised text rank; their scores are not calibrated.)
 
 Moments. Segments are taken best first; one joins a moment of the same video when it lies
-within settings.search.merge_gap_s of it and is nearly as good (score at least
-MERGE_RATIO of the moment's best), so a moment grows over a phrase split across segments
-but not over the unrelated lines next to it, which are dropped as its neighbours. A moment's
-bounds are those of its segments.
-
-Score (0..1): the estimated probability that the moment is what was asked for,
-    score = 1 / (1 + exp(-(A + B * cosine + C * coverage)))
-where cosine is the best query/segment cosine of the moment's segments (all-MiniLM-L6-v2:
-unrelated text sits near 0.1, a paraphrase of the same fact around 0.5-0.7) and coverage is
-the share of the query's content words (stemmed, stopwords out) found in that segment's
-text. A, B, C were fitted by logistic regression on the public evaluation set
-(bench/search_quality.py --calibrate), labels: the moment overlaps a truth window. Moments
-are ordered by score; the fused rank breaks ties. A moment under settings.search.weak_score
-(0.35) is marked weak: probably no good match, which is a real answer.
+within settings.search.merge_gap_s of it, is nearly as good (score at least MERGE_RATIO of
+the moment's best) and is not much longer than the moment's best segment, so a moment grows
+over a phrase split across segments but neither over the unrelated lines next to it nor to
+the minute a slide stays on screen around the sentence that answers. What is left out comes
+back as moments of its own only when fewer than k were found. A moment's bounds are those
+of its segments.
 """
 
 import logging
@@ -32,7 +44,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import column, select, table, text
+from sqlalchemy import column, func, select, table, text
 
 from core.config import Settings
 from core.errors import BadQuery
@@ -44,13 +56,15 @@ from store.schema import Segment, Video
 log = logging.getLogger(__name__)
 
 RRF_K = 60
+RRF_WEIGHT = 0.3
+TEXT_MIN_COVER = 0.4
+DF_CAP = 10_000             # document frequencies are counted up to here (bounded cost)
 EXACT_CANDIDATES = 8192     # filtered sets up to this size are scored exactly from the DB
 MAX_K = 1000
 MERGE_RATIO = 0.6
-ORDER = "rrf"               # moments ordered by fused rank ("rrf") or by score ("score")
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
-A, B, C = -6.0, 10.0, 2.5
+A, B = -6.2, 9.7               # fitted: bench/search_quality.py --calibrate
 MODES = ("hybrid", "vector", "text")
 STOPWORDS = frozenset("""
 a about above after again all am an and any are as at be been before being below between
@@ -148,24 +162,30 @@ def search(settings: Settings, query: str, *, video_ids: list[str] | None = None
     model = embed.model_id(settings)
     vec_hits = vector_hits(settings, qvec, pool, f, model) if mode != "text" else []
     text_hits = text_search(settings, query, pool, f) if mode != "vector" else []
+    rows = {r.id: r for r in _rows(settings, list(dict.fromkeys(
+        [i for i, _ in vec_hits] + text_hits)))}
+    if mode == "hybrid" and text_hits:
+        weights = term_weights(settings, query)
+        text_hits = [i for i in text_hits if i in rows and
+                     coverage(weights, rows[i].text) >= TEXT_MIN_COVER]
     fused: dict[int, float] = {}
     for hits in ([i for i, _ in vec_hits], text_hits):
         for rank, seg_id in enumerate(hits):
             fused[seg_id] = fused.get(seg_id, 0.0) + 1.0 / (RRF_K + rank + 1)
-    if not fused:
-        return []
-    rows = _rows(settings, list(fused))
-    terms = _stems(query)
     scored = []
-    for r in rows:
+    for seg_id, value in fused.items():
+        r = rows.get(seg_id)
+        if r is None:
+            continue              # deleted since the index saw it
         cos = _cosine(r, qvec, model)
-        cov = coverage(terms, r.text)
-        scored.append((r, score(cos, cov), fused[r.id], cos, cov))
+        rrf_norm = value * (RRF_K + 1) / 2
+        rel = {"hybrid": cos + RRF_WEIGHT * rrf_norm, "vector": cos, "text": rrf_norm}[mode]
+        scored.append((r, score(rel), value))
     return moments(scored, settings, k)
 
 
-def score(cos: float, cov: float) -> float:
-    return 1.0 / (1.0 + math.exp(-(A + B * cos + C * cov)))
+def score(relevance: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(A + B * relevance)))
 
 
 def _cosine(row, qvec: np.ndarray, model: str) -> float:
@@ -222,22 +242,47 @@ def _stem(word: str) -> str:
     return word
 
 
-def _stems(query: str) -> list[str]:
-    return list(dict.fromkeys(_stem(w) for w in _words(query) if w not in STOPWORDS))
+def _terms(query: str) -> list[str]:
+    return [w for w in dict.fromkeys(_words(query)) if w not in STOPWORDS][:MAX_TERMS]
 
 
-def coverage(terms: list[str], text_: str) -> float:
-    """Share of the query's content words present in the text."""
-    if not terms:
+def term_weights(settings: Settings, query: str) -> dict[str, float]:
+    """IDF of each content word of the query (stemmed), from the full-text index."""
+    words = _terms(query)
+    if not words:
+        return {}
+    with session_scope(settings) as s:
+        n = s.scalar(select(func.max(Segment.id))) or 0
+        pg = get_engine(settings).dialect.name == "postgresql"
+        out = {}
+        for w in words:
+            if pg:
+                sql = ("SELECT count(*) FROM (SELECT 1 FROM segments WHERE "
+                       "tsv @@ to_tsquery('english', :q) LIMIT :cap) AS t")
+                q = w
+            else:
+                sql = ("SELECT count(*) FROM (SELECT 1 FROM segments_fts WHERE "
+                       "segments_fts MATCH :q LIMIT :cap)")
+                q = f'"{w}"'
+            df = s.execute(text(sql), {"q": q, "cap": DF_CAP}).scalar() or 0
+            stem = _stem(w)
+            out[stem] = max(out.get(stem, 0.0), math.log(1 + (n + 1) / (df + 1)))
+    return out
+
+
+def coverage(weights: dict[str, float], text_: str) -> float:
+    """Share of the query's IDF weight whose words the text contains."""
+    total = sum(weights.values())
+    if not total:
         return 0.0
     have = {_stem(w) for w in _words(text_)}
-    return sum(t in have for t in terms) / len(terms)
+    return sum(v for t, v in weights.items() if t in have) / total
 
 
 def text_search(settings: Settings, query: str, n: int, f: Filters) -> list[int]:
     """Segment ids matching any content word of the query, best first, filters applied in
     the same statement."""
-    words = [w for w in dict.fromkeys(_words(query)) if w not in STOPWORDS][:MAX_TERMS]
+    words = _terms(query)
     if not words:
         return []
     with session_scope(settings) as s:
@@ -268,16 +313,12 @@ def _rows(settings: Settings, ids: list[int]):
     return out
 
 
-def _item_key(t: tuple):
-    return (-t[2], -t[1], t[0].id) if ORDER == "rrf" else (-t[1], -t[2], t[0].id)
-
-
 def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
     """Moments from scored segments taken best first, and the segments left out as much
     weaker neighbours of a moment."""
     groups: list[dict] = []
     dropped = []
-    for item in sorted(items, key=_item_key):
+    for item in sorted(items, key=lambda t: (-t[1], -t[2], t[0].id)):
         row, p = item[0], item[1]
         near = [g for g in groups if g["video_id"] == row.video_id
                 and row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap]
@@ -306,8 +347,7 @@ def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
 
 
 def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
-    """The k best moments from scored segments (row, score, fused rank value, cosine,
-    coverage). Much weaker neighbours of a moment are left out of it; they come back as
+    """The k best moments from scored segments (row, score, fused rank value). Much weaker neighbours of a moment are left out of it; they come back as
     moments of their own only when fewer than k moments were found (a narrow filter still
     returns k results)."""
     gap = round(settings.search.merge_gap_s * 1000)
@@ -316,11 +356,10 @@ def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
         groups += _group(dropped, gap)[0]
     weak = settings.search.weak_score
     out = []
-    order = (lambda g: (-g["rrf"], -g["best"], g["video_id"], g["start"])) if ORDER == "rrf" \
-        else (lambda g: (-g["best"], -g["rrf"], g["video_id"], g["start"]))
+    order = lambda g: (-g["best"], -g["rrf"], g["video_id"], g["start"])  # noqa: E731
     for g in sorted(groups, key=order)[:k]:
         items = sorted(g["items"], key=lambda t: (t[0].start_ms, t[0].end_ms, t[0].id))
-        best = round(float(g["best"]), 4)
+        best = float(g["best"])
         out.append(Moment(
             video_id=g["video_id"], start_ms=g["start"], end_ms=g["end"], score=best,
             weak=best < weak, kinds=sorted({t[0].kind for t in items}),
