@@ -1,6 +1,5 @@
 """Typed FastAPI dependencies: settings, session, tenant (from the API key), "video or 404",
-and the streamed upload. Also the service's own settings and the tenancy tables of migration
-0002, which belong in core/config.py and store/schema.py once their owners take them."""
+the streamed upload, API keys and media URL tokens."""
 
 import hashlib
 import hmac
@@ -11,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path as FsPath
 from typing import Annotated
@@ -22,45 +20,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import ClientDisconnect
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from sqlalchemy import DateTime, ForeignKey, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.config import ApiSettings, Settings
 from core.errors import BadInput
 from store import queries
 from store.db import session_scope
-from store.schema import Base, Video, utcnow
-
-
-# --- tables of migration 0002 --------------------------------------------------------------
-
-class Tenant(Base):
-    __tablename__ = "tenants"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    webhook_secret: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name", ondelete="CASCADE"),
-                                        index=True)
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class Webhook(Base):
-    """Where to announce a video's ready/failed; `notified_status` is the last one sent."""
-    __tablename__ = "webhooks"
-    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"),
-                                          primary_key=True)
-    url: Mapped[str] = mapped_column(Text)
-    notified_status: Mapped[str | None] = mapped_column(String(16))
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_error: Mapped[str | None] = mapped_column(Text)
+from store.schema import ApiKey, Tenant, Video
 
 
 # Tenant names become directory names under media/, so they stay path-safe.

@@ -31,13 +31,13 @@ from sqlalchemy import func, select, text
 from api.captions import render, segment_json
 from api.cli import video_json
 from api.deps import (VIDEO_ID, ApiSettings, MediaVideoDep, SessionDep, TenantDep, UploadDep,
-                      VideoDep, Webhook, media_token, server_secret)
+                      VideoDep, media_token, server_secret)
 from core.config import Settings, get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound, TransientError
 from core.types import KINDS
 from store import queries
 from store.db import get_engine, session_scope
-from store.schema import FAILED, PROCESSING, QUEUED, ChunkRun, Video
+from store.schema import FAILED, PROCESSING, QUEUED, ChunkRun, Video, Webhook
 
 log = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent / "web"

@@ -3,7 +3,7 @@ vector-only and text-only, in one run.
 
     .venv/bin/python bench/search_quality.py               # SQLite in bench/.cache/
     .venv/bin/python bench/search_quality.py --postgres    # a scratch Postgres database
-    .venv/bin/python bench/search_quality.py --calibrate   # also refit the score's A, B, C
+    .venv/bin/python bench/search_quality.py --calibrate   # also refit the score's A and B
 
 The library is bench/evalset/videos.json: five generated videos (espeak-ng speech at
 scripted times, slides drawn with Pillow) and the sample files of ../shared/media. They

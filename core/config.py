@@ -64,7 +64,7 @@ class EmbedSettings(BaseModel):
 class SearchSettings(BaseModel):
     merge_gap_s: float = 5.0
     weak_score: float = 0.35
-    exact_max: int = 200_000
+    exact_max: int = 50_000
 
 
 class ApiSettings(BaseModel):

@@ -9,6 +9,11 @@ SPEECH = "speech"
 SCREEN_TEXT = "screen_text"
 VISUAL = "visual"
 KINDS = (SPEECH, SCREEN_TEXT, VISUAL)
+# A video's note when Qwen3-VL is not configured; progress reads it to know whether a
+# chunk's captions are still to come.
+VISUAL_SKIPPED = ("visual captions skipped: no Qwen3-VL checkpoint configured; set "
+                  "CHRONOSCOPE_QWEN__MODEL to a hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or a "
+                  "local directory and re-index to add them")
 
 
 @dataclass(frozen=True)

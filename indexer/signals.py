@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from core.config import Settings
-from core.types import SCREEN_TEXT, SPEECH, VISUAL, Frame, Segment, VideoInfo
+from core.types import SCREEN_TEXT, SPEECH, VISUAL, VISUAL_SKIPPED, Frame, Segment, VideoInfo
 from indexer.decode import decode_audio, sample_frames
 from indexer.plan import ChunkSpan
-
-VISUAL_SKIPPED = ("visual captions skipped: no Qwen3-VL checkpoint configured; set "
-                  "CHRONOSCOPE_QWEN__MODEL to a hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or a "
-                  "local directory and re-index to add them")
-
 
 @dataclass
 class ChunkContext:

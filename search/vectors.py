@@ -26,18 +26,27 @@ all of that video's vectors. Work and I/O are proportional to what changed, not 
 
 Index type by size (N = vectors to index):
 
-- N <= settings.search.exact_max (200k by default): IndexIDMap2(IndexFlatIP), exact inner
-  product = cosine on unit vectors. 200k x 384 x 4 B = 307 MB, a few ms per query.
+- N <= settings.search.exact_max (50k by default): IndexIDMap2(IndexFlatIP), exact inner
+  product = cosine on unit vectors; ~3 ms per query at 50k on one core (a flat scan grows
+  linearly: 7 ms at 100k), which is where IVF takes over.
 - above: IndexIVFScalarQuantizer, 8-bit scalar quantisation (384 B + 8 B id per vector, a
   quarter of float32: 10M vectors = 3.9 GB, which fits beside the database in 24 GB), inner
   product, not by residual. nlist = the power of two nearest sqrt(N), clamped to
   [256, 8192] (about sqrt(N) vectors per list), k-means on 40 x nlist sampled vectors, 10
   iterations. Above 1024 lists the coarse quantizer is an HNSW graph (M=32) over the
   centroids, so assigning 10M vectors costs ~N log(nlist) instead of N x nlist distance
-  computations. nprobe = 16 by default (bench/search_latency.py: recall@10 >= 0.95 against
-  exact float32 search on MiniLM-like vectors). HNSW over all vectors was rejected: it
-  cannot remove ids and builds ~10x slower; IVF-PQ was not needed at this size and costs
-  recall. The IVF is re-planned (rebuilt) when N drifts 4x from the size it was trained for.
+  computations. nprobe = 32 by default, or as many lists as hold MIN_SCAN (16k) vectors
+  when that is more (small IVFs: at 60k vectors nprobe 32 of 256 lists gave recall 0.93)
+  (bench/search_latency.py: recall@10 >= 0.95 against exact float32 search on MiniLM-like
+  vectors; 8-bit quantisation alone caps it near 0.99).
+  HNSW over all vectors was rejected: faiss's HNSW cannot remove ids (every delete or
+  re-index would mean a rebuild) and its build costs ~M x efConstruction distance
+  computations per vector; IVF-PQ was not needed at this size and costs recall. The IVF is
+  re-planned (rebuilt from the database) when N drifts 4x from the size it was trained for.
+
+Compaction: the delta is folded into main once it holds more than max(2048, min(32768, 5% of
+main)) vectors, and the deleted ids are removed from main once they exceed 10% of it; both
+rewrite vectors.faiss (atomically). Until then a sync writes only the small state file.
 
 Filtered search: `search(..., candidates=ids)` restricts FAISS itself with an id selector
 (a bitmap over the id range), so a filter never post-filters a global top-k. On IVF the
@@ -73,7 +82,8 @@ from store.schema import Segment, Video
 log = logging.getLogger(__name__)
 
 FLAT, IVF = "flat", "ivf"
-NPROBE = 16
+NPROBE = 32
+MIN_SCAN = 16_384            # vectors an IVF query scans at least (recall of small IVFs)
 MIN_NLIST, MAX_NLIST = 256, 8192
 TRAIN_PER_LIST = 40          # faiss warns below 39 training points per centroid
 HNSW_QUANTIZER_ABOVE = 1024  # lists; below, a flat quantizer is as fast and exact
@@ -81,7 +91,6 @@ RETRAIN_FACTOR = 4           # re-plan the IVF when N moves this far from its tr
 DELTA_MIN, DELTA_MAX = 2048, 32768   # exact delta search stays around a millisecond
 DELETED_FRACTION = 0.1       # compact once a tenth of main is dead weight
 BATCH = 20_000
-_IN_BATCH = 900              # ids per IN (...) list, under every driver's parameter limit
 
 _cache_lock = threading.Lock()
 _cache: dict[str, "Loaded"] = {}
@@ -155,10 +164,11 @@ def _selector(ids: np.ndarray, max_id: int):
 
 
 def search_index(index: faiss.Index, query: np.ndarray, k: int, *, allowed=None,
-                 selectivity: float = 1.0, excluded=None, nprobe: int = NPROBE
+                 selectivity: float = 1.0, excluded=None, nprobe: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, ids) of one query; `allowed` and `excluded` are FAISS id selectors.
-    On IVF, nprobe grows as 1/sqrt(selectivity): the filtered top-k lies further out."""
+    On IVF, nprobe (default: NPROBE, or enough lists to scan MIN_SCAN vectors) grows as
+    1/sqrt(selectivity): the filtered top-k lies further out."""
     if index is None or index.ntotal == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
     sel = allowed
@@ -166,6 +176,8 @@ def search_index(index: faiss.Index, query: np.ndarray, k: int, *, allowed=None,
         sel = faiss.IDSelectorAnd(allowed, excluded) if allowed is not None else excluded
     if index_kind(index) == IVF:
         ivf = faiss.downcast_index(index)
+        if nprobe is None:
+            nprobe = max(NPROBE, math.ceil(ivf.nlist * MIN_SCAN / max(ivf.ntotal, 1)))
         probe = min(ivf.nlist, math.ceil(nprobe / math.sqrt(max(selectivity, 1e-9))))
         params = faiss.SearchParametersIVF(sel=sel, nprobe=probe)
         if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW):

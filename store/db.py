@@ -1,5 +1,6 @@
 """Engine, sessions and schema migration. The caller owns the transaction."""
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
@@ -15,6 +16,7 @@ from core.config import Settings
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+MIGRATE_LOCK_KEY = 0x6368726F6E6F  # Postgres advisory lock id ("chrono")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -43,11 +45,27 @@ def get_engine(settings: Settings) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
+    """Upgrade to head, one process at a time: the API and every worker start together and
+    each migrates; the others wait for the lock, then find the schema at head."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Held to the end of this transaction, which holds the (transactional) DDL.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield      # closing the file releases the lock
 
 
 @contextmanager

@@ -65,16 +65,27 @@ def replace_unit(session: Session, *, video_id: str, chunk_idx: int, signal: str
 
 
 def mark_chunk_done(session: Session, *, video_id: str, chunk_idx: int) -> None:
+    """The chunk's signals of this run are in (all of them in-process; on workers, the CPU
+    stage or, after it, the captions)."""
     session.execute(update(Chunk).where(Chunk.video_id == video_id, Chunk.idx == chunk_idx)
                     .values(done_at=utcnow()))
     recount_done(session, video_id=video_id)
 
 
 def recount_done(session: Session, *, video_id: str) -> None:
-    """Progress is derived from the chunks, so a retried or resumed chunk never counts twice."""
-    done = session.scalar(select(func.count()).select_from(Chunk)
-                          .where(Chunk.video_id == video_id, Chunk.done_at.is_not(None)))
-    session.execute(update(Video).where(Video.id == video_id).values(chunks_done=done))
+    """Progress is derived from the chunks, so a retried or resumed chunk never counts twice.
+    A chunk counts once all its planned work is in: with Qwen3-VL planned (the video's
+    notes do not say it was skipped), that includes its captions, which workers write in a
+    later, slower stage than the chunk's CPU signals."""
+    video = session.get(Video, video_id)
+    stmt = select(func.count()).select_from(Chunk).where(Chunk.video_id == video_id,
+                                                         Chunk.done_at.is_not(None))
+    if video is not None and types.VISUAL_SKIPPED not in video.notes:
+        captioned = select(ChunkRun.chunk_idx).where(ChunkRun.video_id == video_id,
+                                                     ChunkRun.signal == types.VISUAL)
+        stmt = stmt.where(Chunk.idx.in_(captioned))
+    session.execute(update(Video).where(Video.id == video_id)
+                    .values(chunks_done=session.scalar(stmt)))
 
 
 def get_segments(session: Session, *, video_id: str, start_ms: int | None = None,

@@ -66,6 +66,13 @@ def test_every_sample_indexes(media, tmp_path):
     assert [r["status"] for r in results] == ["ready"] * 6, results
     for r in results:
         assert r["duration"] > 5 and r["error"] is None
+        # every video has chapters that tile its whole duration: no gap, no overlap
+        summary = json.loads(run(tmp_path / "home", "summary", r["id"], "--json").stdout)
+        chapters = summary["chapters"]
+        assert chapters and summary["summary"], summary
+        assert chapters[0]["start"] == 0 and chapters[-1]["end"] == r["duration"]
+        assert all(a["end"] == b["start"] for a, b in zip(chapters, chapters[1:]))
+        assert all(c["start"] < c["end"] and c["title"] for c in chapters)
 
 
 def test_segments_export_search_delete(media, tmp_path):

@@ -134,3 +134,42 @@ def test_visual_captions_with_a_configured_qwen3_vl(sqlite_settings, clip, tmp_p
     assert segs[0].model_id.startswith("scripted@")
     for r in segs:
         assert r.chunk_idx * 3000 <= r.start_ms <= r.end_ms <= (r.chunk_idx + 1) * 3000
+
+
+def test_progress_waits_for_captions_written_in_a_later_stage(sqlite_settings, clip, tmp_path):
+    """Workers run a chunk's CPU signals and its Qwen3-VL captions as two tasks: a chunk
+    counts as done (progress, ETA) only once its captions are in too."""
+    from qwen_tiny import build_tiny, variant
+    from workers.flow import cpu_settings, gpu_settings
+    model_dir = variant(build_tiny(tmp_path / "dense"), tmp_path / "scripted",
+                        answer='[{"start": 0, "end": 2, "caption": "a newsroom"}]')
+    s = sqlite_settings
+    s.chunk.length_s, s.chunk.overlap_s = 3.0, 0.0
+    s.qwen.model, s.qwen.frame_side, s.qwen.max_new_tokens = str(model_dir), 64, 32
+    vid = pipeline.add_video(s, clip)
+    n = pipeline.plan(s, vid)
+    assert n >= 2
+
+    def done():
+        with session_scope(s) as sess:
+            return queries.get_video(sess, vid).chunks_done
+    for idx in range(n):
+        pipeline.index_chunk(cpu_settings(s), vid, idx)
+    assert done() == 0                      # speech and screen text in, captions to come
+    for idx in range(n):
+        pipeline.index_chunk(gpu_settings(s), vid, idx)
+        assert done() == idx + 1
+    # without a checkpoint the CPU signals are the whole of a chunk's work
+    s.qwen.model = ""
+    other = pipeline.add_video(s, small_copy(clip, tmp_path))
+    pipeline.plan(s, other)
+    pipeline.index_chunk(s, other, 0)
+    with session_scope(s) as sess:
+        assert queries.get_video(sess, other).chunks_done == 1
+
+
+def small_copy(clip, tmp_path):
+    """The clip with one byte appended: other content, so a new video (same pictures)."""
+    path = tmp_path / "other.mp4"
+    path.write_bytes(clip.read_bytes() + b"\0")
+    return path

@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from api.deps import Webhook
+from store.schema import Webhook
 from core.config import ApiSettings
 from api.http import create_app
 from core.config import Settings

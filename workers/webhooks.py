@@ -43,7 +43,7 @@ def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = 300,
 
 
 def has_webhook(settings: Settings, video_id: str) -> bool:
-    from api.deps import Webhook
+    from store.schema import Webhook
     with session_scope(settings) as s:
         return s.get(Webhook, video_id) is not None
 
@@ -53,7 +53,7 @@ def _claim(settings: Settings, video_id: str, status: str, first_attempt: bool
     """(url, secret, body) to send, or None when there is nothing to send. The first attempt
     claims the event atomically, so a finalize that ran twice announces once."""
     from api.cli import video_json
-    from api.deps import Tenant, Webhook
+    from store.schema import Tenant, Webhook
     with session_scope(settings) as s:
         if first_attempt:
             claimed = s.execute(update(Webhook).where(
@@ -75,7 +75,7 @@ def _claim(settings: Settings, video_id: str, status: str, first_attempt: bool
 
 
 def _record(settings: Settings, video_id: str, error: str | None) -> None:
-    from api.deps import Webhook
+    from store.schema import Webhook
     with session_scope(settings) as s:
         hook = s.get(Webhook, video_id)
         if hook is not None:
