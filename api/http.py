@@ -387,7 +387,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
         with session_scope(settings) as s:
             before = queries.find_video_by_sha256(s, sha256=upload.sha256, tenant=tenant)
             before_status = before.status if before else None
-        video_id = pipeline.add_video(settings, dest, tenant=tenant, filename=upload.filename)
+        video_id = pipeline.add_video(settings, dest, tenant=tenant, filename=upload.filename,
+                                      sha256=upload.sha256)
         if webhook:
             with session_scope(settings) as s:
                 hook = s.get(Webhook, video_id)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from core.config import Settings
 from core.errors import BadVideo, ChronoscopeError
@@ -31,24 +32,30 @@ def file_sha256(path: Path) -> str:
 
 
 def add_video(settings: Settings, path: Path, *, tenant: str = "default",
-              filename: str | None = None) -> str:
+              filename: str | None = None, sha256: str | None = None) -> str:
     """Register a file to index and return its id. The same content indexed again by the same
-    tenant returns the existing video (a failed one is queued again)."""
+    tenant returns the existing video (a failed one is queued again). `sha256`: the file's
+    digest when the caller computed it already (an upload, hashed as it streamed in)."""
     path = Path(path).resolve()
     if not path.is_file():
         raise BadVideo(f"{path.name}: file not found")
-    digest = file_sha256(path)
-    with session_scope(settings) as s:
-        existing = queries.find_video_by_sha256(s, sha256=digest, tenant=tenant)
-        if existing is not None:
+    digest = sha256 or file_sha256(path)
+    try:
+        with session_scope(settings) as s:
+            existing = queries.find_video_by_sha256(s, sha256=digest, tenant=tenant)
+            if existing is None:
+                video = Video(id=uuid.uuid4().hex, tenant=tenant, filename=filename or path.name,
+                              path=str(path), sha256=digest, size_bytes=path.stat().st_size,
+                              status=QUEUED, notes=[])
+                s.add(video)
+                return video.id
             if existing.status == FAILED:
                 existing.status, existing.error = QUEUED, None
             return existing.id
-        video = Video(id=uuid.uuid4().hex, tenant=tenant, filename=filename or path.name,
-                      path=str(path), sha256=digest, size_bytes=path.stat().st_size,
-                      status=QUEUED, notes=[])
-        s.add(video)
-        return video.id
+    except IntegrityError:
+        # The same content added at the same moment by another process: theirs is the one.
+        with session_scope(settings) as s:
+            return queries.find_video_by_sha256(s, sha256=digest, tenant=tenant).id
 
 
 def fail(settings: Settings, video_id: str, reason: str) -> None:

@@ -2,10 +2,12 @@
 video merged into moments.
 
 Retrieval. The query is embedded once. Vector hits: with a video, time-range, kind or tenant
-filter, the matching segment ids come from the database first; up to EXACT_CANDIDATES of
+filter, the matching segments are counted in the database first; up to EXACT_CANDIDATES of
 them are scored exactly from their stored embeddings (no index involved, so a narrow filter
-always has all its segments to rank), more are searched in FAISS restricted to those ids
-(`search.vectors.search(candidates=...)`). Text hits: Postgres full-text search
+always has all its segments to rank), more are searched in FAISS restricted to their ids
+(`search.vectors.search(candidates=...)`): for video and tenant filters those ids come
+from the index's per-video bookkeeping (none at all when the tenant owns every indexed
+video), for time-range and kind filters from the database. Text hits: Postgres full-text search
 (`tsv @@ to_tsquery`, any query word, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same
 filters in the same SQL statement. A text hit stays in the fused list only when its text
 holds at least TEXT_MIN_COVER (40%) of the query's IDF weight (document frequencies from
@@ -130,6 +132,15 @@ class Filters:
         return any(v is not None for v in (self.video_ids, self.start_ms, self.end_ms,
                                            self.kinds, self.tenant))
 
+    def videos(self):
+        """The ids of the videos the video and tenant filters allow."""
+        stmt = select(Video.id)
+        if self.video_ids is not None:
+            stmt = stmt.where(Video.id.in_(self.video_ids))
+        if self.tenant is not None:
+            stmt = stmt.where(Video.tenant == self.tenant)
+        return stmt
+
     def apply(self, stmt):
         """The filters as WHERE clauses; a time range keeps segments overlapping it."""
         if self.video_ids is not None:
@@ -198,7 +209,7 @@ def _cosine(row, qvec: np.ndarray, model: str) -> float:
 def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model: str
                 ) -> list[tuple[int, float]]:
     """(segment id, cosine) best first, restricted to the filters inside retrieval."""
-    candidates = None
+    candidates, videos = None, None
     if f.any:
         with session_scope(settings) as s:
             embedded = (Segment.embed_model == model, Segment.embedding.is_not(None))
@@ -208,8 +219,13 @@ def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model:
                 rows = s.execute(f.apply(select(Segment.id, Segment.embedding)
                                          .where(*embedded))).all()
                 return _exact(qvec, rows, n)
-            candidates = np.asarray(s.scalars(f.apply(select(Segment.id).where(*embedded))).all(),
-                                    np.int64)
+            if f.start_ms is None and f.end_ms is None and f.kinds is None:
+                # Video and tenant filters only (every API search has a tenant): the index
+                # knows each video's ids, so millions of segment ids are not read here.
+                videos = set(s.scalars(f.videos()))
+            else:
+                candidates = np.asarray(s.scalars(f.apply(select(Segment.id)
+                                                          .where(*embedded))).all(), np.int64)
     indexed = vectors.indexed_model(settings)
     if indexed != model:
         if indexed:
@@ -217,6 +233,8 @@ def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model:
                         "`chronoscope reindex-vectors`; text matches only until then",
                         indexed, model)
         return []
+    if videos is not None:
+        candidates = vectors.ids_of_videos(settings, videos)
     return vectors.search(settings, qvec, n, candidates)
 
 

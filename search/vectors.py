@@ -585,6 +585,18 @@ def indexed_model(settings: Settings) -> str | None:
     return loaded.state.model if loaded is not None else None
 
 
+def ids_of_videos(settings: Settings, video_ids: set[str]) -> np.ndarray | None:
+    """The ids of those videos' vectors, from the index's own bookkeeping (no segment row is
+    read); None when they are all the indexed vectors, so no restriction is needed."""
+    loaded = load(settings)
+    if loaded is None:
+        return np.zeros(0, np.int64)
+    videos = loaded.state.videos
+    if all(v in video_ids for v, record in videos.items() if record["runs"]):
+        return None
+    return _unruns([run for v in sorted(video_ids & videos.keys()) for run in videos[v]["runs"]])
+
+
 def size(settings: Settings) -> int:
     loaded = load(settings)
     return loaded.state.total if loaded is not None else 0

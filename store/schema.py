@@ -25,6 +25,7 @@ QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
 
 class Video(Base):
     __tablename__ = "videos"
+    __table_args__ = (Index("uq_videos_tenant_sha256", "tenant", "sha256", unique=True),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), default="default", index=True)

@@ -46,3 +46,27 @@ def test_concurrent_first_migrations_all_succeed(empty_url):
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
+
+
+def test_duplicate_content_stops_the_upgrade_with_a_reason(tmp_path):
+    """A database that already holds two videos of one content (made before the unique
+    index) is not silently changed: the upgrade stops and says what to do."""
+    from alembic import command
+    from alembic.config import Config
+
+    from store import db
+    engine = create_engine(f"sqlite:///{tmp_path / 'index.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        for vid in ("a", "b"):
+            conn.execute(text(
+                "INSERT INTO videos (id, tenant, filename, path, sha256, size_bytes, status, "
+                "notes, chunks_total, chunks_done, created_at, updated_at) VALUES (:id, "
+                "'default', 'x.mp4', '/x.mp4', 'f00d', 0, 'ready', '[]', 0, 0, "
+                "'2026-01-01', '2026-01-01')"), {"id": vid})
+    with pytest.raises(RuntimeError, match="2 videos of the same content"):
+        db.migrate(engine)
+    engine.dispose()

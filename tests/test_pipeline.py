@@ -173,3 +173,40 @@ def small_copy(clip, tmp_path):
     path = tmp_path / "other.mp4"
     path.write_bytes(clip.read_bytes() + b"\0")
     return path
+
+
+def _add(settings, path, barrier, out):
+    from store import db
+    db._engines.clear()       # never share a parent's connections across fork
+    find = queries.find_video_by_sha256
+    first = [True]
+
+    def find_then_wait(session, **kw):
+        # Every process looks first and finds nothing; then all of them insert.
+        found = find(session, **kw)
+        if first[0]:
+            first[0] = False
+            barrier.wait()
+        return found
+    queries.find_video_by_sha256 = find_then_wait
+    out.put(pipeline.add_video(settings, path))
+
+
+def test_same_content_added_at_once_is_one_video(settings, clip):
+    import multiprocessing
+    with session_scope(settings):
+        pass                  # migrated before fork
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_add, args=(settings, clip, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    ids = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(set(ids)) == 1
+    with session_scope(settings) as s:
+        assert [v.id for v in queries.list_videos(s)] == ids[:1]
+    # another tenant's copy of the same content is its own video
+    assert pipeline.add_video(settings, clip, tenant="other") != ids[0]

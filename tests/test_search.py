@@ -368,3 +368,37 @@ def test_concurrent_workers_leave_a_consistent_index(settings, vec):
     with session_scope(settings) as s:
         assert s.scalar(select(func.count()).select_from(Video)) == 4
     assert os.path.exists(settings.faiss_path)
+
+
+def test_video_and_tenant_filters_take_ids_from_the_index(settings, vec, monkeypatch):
+    """Past the exact path, a tenant or video filter restricts FAISS with the ids the index
+    keeps per video (no segment ids read from the database), and a tenant that owns every
+    indexed video searches the index unrestricted."""
+    monkeypatch.setattr(query, "EXACT_CANDIDATES", 0)
+    add_video(settings, vec, "mine1", [(0, 5, "speech", DECOY), (6, 9, "speech", DISTRACTORS[0])])
+    add_video(settings, vec, "mine2", [(0, 5, "speech", TARGET)])
+    add_video(settings, vec, "theirs", [(0, 5, "speech", DECOY)], tenant="other")
+    vectors.sync(settings)
+    seen = []
+    real = vectors.search
+    monkeypatch.setattr(vectors, "search", lambda st, q, n, candidates=None: (
+        seen.append(candidates), real(st, q, n, candidates))[1])
+
+    found = query.search(settings, QUERY, tenant="other", k=5)
+    assert [m.video_id for m in found] == ["theirs"]
+    with session_scope(settings) as s:
+        theirs = s.scalars(select(Segment.id).where(Segment.video_id == "theirs")).all()
+        mine2 = s.scalars(select(Segment.id).where(Segment.video_id == "mine2")).all()
+    assert sorted(seen[-1].tolist()) == sorted(theirs)
+    found = query.search(settings, QUERY, tenant="default", k=5)
+    assert {m.video_id for m in found} == {"mine1", "mine2"}
+    assert sorted(seen[-1].tolist()) == sorted(set(vectors.ids(settings)) - set(theirs))
+    found = query.search(settings, QUERY, video_ids=["mine2"], tenant="default", k=5)
+    assert [m.video_id for m in found] == ["mine2"] and seen[-1].tolist() == mine2
+    assert query.search(settings, QUERY, video_ids=["theirs"], tenant="default", k=5) == []
+
+    with session_scope(settings) as s:      # one tenant left: it owns the whole index
+        s.delete(s.get(Video, "theirs"))
+    vectors.sync(settings)
+    found = query.search(settings, QUERY, tenant="default", k=5)
+    assert {m.video_id for m in found} == {"mine1", "mine2"} and seen[-1] is None
