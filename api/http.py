@@ -374,7 +374,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
                                request.app.state.api_settings.webhook_hosts)
         metrics.upload_bytes.inc(upload.size)
         try:
-            probe(upload.path)           # refuse what can never be indexed, right away
+            probe(upload.path, settings.decode)  # refuse what can never be indexed, right away
         except BadInput as e:
             raise BadInput(str(e).replace(upload.path.name, upload.filename)) from None
         # One file per tenant and content: a tenant deleting its copy never breaks another's.

@@ -70,7 +70,7 @@ def plan(settings: Settings, video_id: str) -> int:
     with session_scope(settings) as s:
         path = queries.get_video(s, video_id).path
     try:
-        info = probe(Path(path))
+        info = probe(Path(path), settings.decode)
     except BadVideo as e:
         fail(settings, video_id, str(e))
         raise

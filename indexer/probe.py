@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from core.config import get_settings
+from core.config import DecodeSettings
 from core.errors import BadVideo
 from core.types import VideoInfo
 
@@ -79,28 +79,29 @@ def open_video(path: Path):
     return container, stream
 
 
-def probe(path: Path) -> VideoInfo:
+def probe(path: Path, limits: DecodeSettings | None = None) -> VideoInfo:
+    """What the file holds; `limits` (settings.decode) bound the resolution accepted."""
     path = Path(path)
     container, stream = open_video(path)
     try:
         with container:
-            return _probe(path, container, stream)
+            return _probe(path, container, stream, limits or DecodeSettings())
     except av.error.FFmpegError as e:    # anything FFmpeg did not like that slipped through
         raise BadVideo(f"{path.name}: the file could not be read ({e}); it may be damaged, "
                        "try uploading it again or " + REENCODE) from None
 
 
-def _probe(path: Path, container, stream) -> VideoInfo:
+def _probe(path: Path, container, stream, limits: DecodeSettings) -> VideoInfo:
     ctx = stream.codec_context
     if ctx is None or not _has_decoder(ctx.name):
         tag = _fourcc(stream)
         raise BadVideo(f"{path.name}: unsupported video codec "
                        f"{(ctx.name if ctx is not None else None) or tag or 'unknown'}; "
                        + REENCODE)
-    _check_size(path, ctx.width, ctx.height, declared=True)
+    _check_size(path, ctx.width, ctx.height, limits, declared=True)
     _check_complete(path, stream)
     first = _first_frame(path, container, stream)
-    _check_size(path, first.width, first.height, declared=False)
+    _check_size(path, first.width, first.height, limits, declared=False)
     origin = origin_s(container)
     duration_ms = _duration_ms(path, container, stream, origin)
     if duration_ms <= 0:
@@ -155,8 +156,7 @@ def _fourcc(stream) -> str | None:
     return tag.strip() if isinstance(tag, str) and tag.strip("\x00 ") else None
 
 
-def _check_size(path: Path, w: int, h: int, *, declared: bool) -> None:
-    limits = get_settings().decode
+def _check_size(path: Path, w: int, h: int, limits: DecodeSettings, *, declared: bool) -> None:
     if declared and (w, h) == (0, 0):
         return          # some containers learn the size only from the first frame
     if w <= 0 or h <= 0 or w * h > limits.max_pixels or max(w, h) > limits.max_dimension:

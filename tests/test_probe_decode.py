@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from core.config import get_settings
+from core.config import DecodeSettings
 from core.errors import BadVideo
 from indexer.decode import decode_audio, iter_audio, sample_frames
 from indexer.probe import probe
@@ -340,11 +340,11 @@ def test_bad_inputs_raise_clear_errors(tmp_path, kind):
     assert BAD[kind] in message and path.name in message
 
 
-def test_resolution_over_the_configured_limit(tmp_path, monkeypatch):
+def test_resolution_over_the_configured_limit(tmp_path):
     path = make_video(tmp_path / "small.mp4", duration_s=0.5).path
-    monkeypatch.setattr(get_settings().decode, "max_pixels", 100 * 100)
     with pytest.raises(BadVideo, match="absurd resolution 160x90"):
-        probe(path)
+        probe(path, DecodeSettings(max_pixels=100 * 100))
+    assert probe(path).width == 160
 
 
 def test_corrupt_packets_in_the_middle_are_skipped(tmp_path, caplog):
