@@ -11,6 +11,7 @@ from core.types import SCREEN_TEXT, SPEECH, VISUAL, VISUAL_SKIPPED, Frame, Segme
 from indexer.decode import decode_audio, sample_frames
 from indexer.plan import ChunkSpan
 
+
 @dataclass
 class ChunkContext:
     """What the signals of one chunk share; frames are decoded once, on first use."""
