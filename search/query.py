@@ -43,6 +43,8 @@ of its segments.
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +66,7 @@ DF_CAP = 10_000             # document frequencies are counted up to here (bound
 EXACT_CANDIDATES = 8192     # filtered sets up to this size are scored exactly from the DB
 MAX_K = 1000
 MERGE_RATIO = 0.6
+RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
 A, B = -6.2, 9.7               # fitted: bench/search_quality.py --calibrate
@@ -78,6 +81,10 @@ we were what when where which while who whom why will with would you your yours
 anything something someone somebody thing things talk talks talked talking say says said
 mention mentions mentioned moment part bit show shows shown video clip where's when's
 """.split())
+
+
+_recent: OrderedDict = OrderedDict()
+_recent_lock = threading.Lock()
 
 
 @dataclass
@@ -169,8 +176,8 @@ def search(settings: Settings, query: str, *, video_ids: list[str] | None = None
     f = Filters(tuple(video_ids) if video_ids else None, start_ms, end_ms,
                 tuple(dict.fromkeys(kinds)) if kinds else None, tenant)
     pool = max(50, 5 * k)
-    qvec = embed.embed([query], kind="query", settings=settings)[0]
     model = embed.model_id(settings)
+    qvec = query_vector(settings, model, query)
     vec_hits = vector_hits(settings, qvec, pool, f, model) if mode != "text" else []
     text_hits = text_search(settings, query, pool, f) if mode != "vector" else []
     rows = {r.id: r for r in _rows(settings, list(dict.fromkeys(
@@ -193,6 +200,24 @@ def search(settings: Settings, query: str, *, video_ids: list[str] | None = None
         rel = {"hybrid": cos + RRF_WEIGHT * rrf_norm, "vector": cos, "text": rrf_norm}[mode]
         scored.append((r, score(rel), value))
     return moments(scored, settings, k)
+
+
+def query_vector(settings: Settings, model: str, query: str) -> np.ndarray:
+    """The query's unit vector. Recent ones are kept: the same words come back as a user
+    pages or changes filters, and embedding them is most of a search's time on a CPU."""
+    from model import embed
+    key = (model, query)
+    with _recent_lock:
+        if key in _recent:
+            _recent.move_to_end(key)
+            return _recent[key]
+    vec = embed.embed([query], kind="query", settings=settings)[0]
+    vec.setflags(write=False)
+    with _recent_lock:
+        _recent[key] = vec
+        while len(_recent) > RECENT_QUERIES:
+            _recent.popitem(last=False)
+    return vec
 
 
 def score(relevance: float) -> float:

@@ -402,3 +402,20 @@ def test_video_and_tenant_filters_take_ids_from_the_index(settings, vec, monkeyp
     vectors.sync(settings)
     found = query.search(settings, QUERY, tenant="default", k=5)
     assert {m.video_id for m in found} == {"mine1", "mine2"} and seen[-1] is None
+
+
+def test_a_repeated_query_is_embedded_once(sqlite_settings, vec, monkeypatch):
+    settings = sqlite_settings
+    add_video(settings, vec, "a", [(0, 5, "speech", DECOY), (30, 35, "speech", TARGET)])
+    vectors.sync(settings)
+    calls = []
+    real = embed.embed
+    monkeypatch.setattr(embed, "embed", lambda texts, **kw: (calls.append(texts),
+                                                             real(texts, **kw))[1])
+    words = "energy costs forced a smaller budget"
+    first = query.search(settings, words, k=2)
+    again = query.search(settings, words, k=2, start_ms=20_000)
+    assert calls == [[words]]
+    assert first[0].text == DECOY and again[0].text == TARGET
+    query.search(settings, words + "?", k=2)
+    assert len(calls) == 2
