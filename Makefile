@@ -22,7 +22,7 @@ setup: system-deps .venv/.installed
 
 demo: setup
 	.venv/bin/chronoscope index $(SAMPLES)
-	.venv/bin/chronoscope search "is the boss in his office?"
+	.venv/bin/chronoscope search "someone stole the royal jewels" -k 3
 	.venv/bin/chronoscope search "title of the example film" -k 3
 
 test: setup
