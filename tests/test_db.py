@@ -1,4 +1,5 @@
-"""Schema migration when the API and several workers start at once on an empty database."""
+"""Schema migrations: the API and several workers starting at once on an empty database, and
+an upgrade that cannot apply (duplicate content) stopping with a reason."""
 
 import multiprocessing
 import uuid
