@@ -10,11 +10,9 @@ after that, and their ratio (target <= 1.5)."""
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,9 +21,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from core.config import Settings  # noqa: E402
 from indexer import pipeline  # noqa: E402
+from videos import speak  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -34,17 +33,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def speak(text: str) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-s", "150", "-w", tmp.name, text], check=True)
-        with wave.open(tmp.name) as w:
-            rate = w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), np.int16) / 32768.0
-    # espeak speaks at 22.05 kHz: resample to 16 kHz by interpolation
-    t = np.arange(0, len(data) / rate, 1 / 16000)
-    return np.interp(t, np.arange(len(data)) / rate, data).astype(np.float32)
 
 
 def make_video(path: Path, minutes: int) -> Path:

@@ -29,23 +29,21 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-import wave
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from core.config import Settings  # noqa: E402
+from videos import speak  # noqa: E402
 
 EVALSET = ROOT / "bench" / "evalset"
 MEDIA = ROOT.parent / "shared" / "media"
@@ -57,16 +55,6 @@ K = 5
 
 # ---------------------------------------------------------------------------------------
 # The generated videos
-
-def speak(text: str) -> np.ndarray:
-    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-s", "155", "-w", tmp.name, text], check=True)
-        with wave.open(tmp.name) as w:
-            rate = w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), np.int16) / 32768.0
-    t = np.arange(0, len(data) / rate, 1 / RATE)      # espeak: 22.05 kHz -> 16 kHz
-    return np.interp(t, np.arange(len(data)) / rate, data).astype(np.float32)
-
 
 def slide_image(lines: list[str] | None) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
@@ -88,7 +76,7 @@ def render(spec: dict, path: Path) -> Path:
     audio = np.random.default_rng(0).normal(0, 0.001, duration * RATE).astype(np.float32)
     lines = spec["speech"]
     for i, (t, text) in enumerate(lines):
-        clip = speak(text)
+        clip = speak(text, words_per_minute=155, rate=RATE)
         end = lines[i + 1][0] if i + 1 < len(lines) else duration
         if t + len(clip) / RATE > end:
             raise SystemExit(f"{spec['name']}: line {i} lasts {len(clip) / RATE:.1f} s, "

@@ -9,6 +9,9 @@ mark the caller placed at that time.
 
 import random
 import shutil
+import subprocess
+import tempfile
+import wave
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -151,6 +154,19 @@ def write_audio(out, astream, samples: np.ndarray, start_s: float = 0.0) -> None
 def tone(seconds: float, freq: float = 440.0, rate: int = 16000) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * np.arange(int(rate * seconds)) / rate)
             ).astype(np.float32)
+
+
+def speak(text: str, *, words_per_minute: int = 150, rate: int = 16000) -> np.ndarray:
+    """The sentence spoken by espeak-ng, mono float32 at `rate` (espeak writes 22.05 kHz;
+    resampled by interpolation)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["espeak-ng", "-s", str(words_per_minute), "-w", tmp.name, text],
+                       check=True)
+        with wave.open(tmp.name) as w:
+            native = w.getframerate()
+            data = np.frombuffer(w.readframes(w.getnframes()), np.int16) / 32768.0
+    t = np.arange(0, len(data) / native, 1 / rate)
+    return np.interp(t, np.arange(len(data)) / native, data).astype(np.float32)
 
 
 def make_audio_only(path: Path, seconds: float = 2.0, cover: bool = False) -> Path:

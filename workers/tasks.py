@@ -46,20 +46,22 @@ def plan(video_id: str) -> None:
 
 @app.task(name=flow.CHUNK, **POLICY)
 def index_chunk(video_id: str, idx: int) -> None:
-    settings = get_settings()
-    if flow.status(settings, video_id) != PROCESSING:
-        return
-    pipeline.index_chunk(flow.cpu_settings(settings), video_id, idx)
-    flow.after_chunk(settings, app, video_id, idx, captioned=False)
+    _chunk(video_id, idx, captioned=False)
 
 
 @app.task(name=flow.CAPTION, **POLICY)
 def caption_chunk(video_id: str, idx: int) -> None:
+    _chunk(video_id, idx, captioned=True)
+
+
+def _chunk(video_id: str, idx: int, *, captioned: bool) -> None:
+    """One chunk's CPU signals, or its Qwen3-VL captions (a separate task, on a GPU)."""
     settings = get_settings()
     if flow.status(settings, video_id) != PROCESSING:
         return
-    pipeline.index_chunk(flow.gpu_settings(settings), video_id, idx)
-    flow.after_chunk(settings, app, video_id, idx, captioned=True)
+    stage = flow.gpu_settings if captioned else flow.cpu_settings
+    pipeline.index_chunk(stage(settings), video_id, idx)
+    flow.after_chunk(settings, app, video_id, idx, captioned=captioned)
 
 
 @app.task(name=flow.FINALIZE, **POLICY)
