@@ -29,13 +29,16 @@ class ChunkContext:
 
     def frames(self) -> list[Frame]:
         # Screen text needs legible frames and Qwen3-VL resizes on its own, so one pass at
-        # the larger size serves both. Only the chunk's own span is read: on-screen text is
+        # the larger size of the signals that run serves both (a GPU worker, captions only,
+        # decodes at the caption size). Only the chunk's own span is read: on-screen text is
         # clipped to the span anyway and visual windows tile it.
         if self._frames is None:
             s = self.settings
+            sides = [side for on, side in ((s.ocr.enabled, s.ocr.max_side),
+                                           (bool(s.qwen.model), s.qwen.frame_side)) if on]
             self._frames = list(sample_frames(self.path, start_ms=self.span.start_ms,
                                               end_ms=self.span.end_ms, fps=s.decode.fps,
-                                              max_side=max(s.ocr.max_side, s.qwen.frame_side)))
+                                              max_side=max(sides, default=s.decode.max_side)))
         return self._frames
 
 

@@ -210,3 +210,20 @@ def test_same_content_added_at_once_is_one_video(settings, clip):
         assert [v.id for v in queries.list_videos(s)] == ids[:1]
     # another tenant's copy of the same content is its own video
     assert pipeline.add_video(settings, clip, tenant="other") != ids[0]
+
+
+def test_frames_are_decoded_at_the_size_the_running_signals_need(sqlite_settings, media):
+    """Screen text wants large frames; a captions-only stage (a GPU worker) decodes at the
+    caption size instead of carrying the OCR size for nothing."""
+    from indexer.plan import ChunkSpan
+    from workers.flow import cpu_settings, gpu_settings
+    s = sqlite_settings
+    s.qwen.model, s.qwen.frame_side, s.ocr.max_side = "some/checkpoint", 160, 640
+    path = media / "timer_text_61s.mp4"       # 1280 x 720
+
+    def side(settings):
+        ctx = signals.ChunkContext(settings, "v", path, ChunkSpan(0, 0, 2000), 61_000, False)
+        return max(ctx.frames()[0].image.shape[:2])
+    assert side(s) == 640
+    assert side(cpu_settings(s)) == 640
+    assert side(gpu_settings(s)) == 160
