@@ -77,6 +77,8 @@ def test_uploaded_video_is_indexed_and_found(service):
     assert v["progress"] == 100.0 and v["chunks_done"] == v["chunks_total"] == 2
     assert v["eta_s"] is None and 6.0 <= v["duration"] <= 6.4
     assert {"speech", "screen_text"} <= {s["signal"] for s in v["signals"]}
+    listed = {x["id"]: x for x in alpha.get("/v1/videos").json()}
+    assert listed[vid]["signals"] == v["signals"]
     said = spoken(alpha, vid)
     r = alpha.get("/v1/search", params={"q": said["text"], "k": 3})
     assert r.status_code == 200
