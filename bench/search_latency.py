@@ -6,9 +6,9 @@ with and without a time-range filter, and recall@10 against exact search, in one
     .venv/bin/python bench/search_latency.py --n 200000 --queries 100
 
 The index is built by the production code (`search.vectors.plan`, `new_index`, `train`)
-and searched through `search.vectors.search_index` / `exact_search`, the functions
-`search.vectors.search` and `search.query` call; only the database is left out (the
-segments do not exist as rows at this size).
+and searched through `search.vectors.search_index` (with the per-vector attributes and the
+filter `Match` that `search.vectors.search` uses) and `exact_search`; only the database is
+left out (the segments do not exist as rows at this size).
 
 Vectors that resemble real embeddings: all-MiniLM-L6-v2 embeddings of ~12k real English
 sentences (docstrings of the Python standard library, embedded once and cached in
@@ -17,13 +17,14 @@ plus Gaussian noise of norm 0.2-0.5, renormalised. Their pairwise cosines (mean 
 sd ~0.09) match real MiniLM pairs (~0.10, sd ~0.11); they are neither uniform noise nor
 tight clusters. Queries: 50% fresh mixes, 50% held-out real sentences never mixed in.
 
-Segments are laid out as videos of 1200 segments 3 s apart (one hour each). The time-range
-filter is [600 s, 900 s) of every video (8.3% of the library): its candidate ids go
-through the FAISS id selector (a bitmap), with nprobe raised for the selectivity. The
-narrow filter (one video, same range: 100 candidates) is scored exactly over the
-candidates' vectors, as `search.query` does with the vectors it reads from the database
-(that read is not timed here). Ground truth: exact float32 inner products over every
-vector (and over the filtered subset), computed in a streaming pass.
+Segments are laid out as videos of 1200 segments 3 s apart (one hour each). Filters, each
+evaluated inside the search on the index's attributes as in production: time ranges of
+every video keeping 50%, 8.3% (the headline: [600 s, 900 s)), 1% and 0.17% of the
+library, and a tenant owning every tenth video (10%). The narrow filter (one video, 600-900
+s: 100 candidates) is scored exactly over the candidates' vectors, as `search.query` does
+with the vectors it reads from the database (that read is not timed here). Ground truth:
+exact float32 inner products over every vector (and over each filtered subset), computed
+in a streaming pass.
 
 Latency is one query at a time on one thread (a server answers concurrent requests on
 its other cores). The machine is shared: percentiles include other people's load.
@@ -54,7 +55,14 @@ from search import vectors  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 SEG_PER_VIDEO, SEG_S = 1200, 3
-RANGE = (600, 900)                  # seconds, of every video
+RANGE = (600, 900)                  # seconds, of every video: the headline filter
+FILTERS = {                         # name: (start s, end s, every n-th video)
+    "time range 50%": (0, 1800, 1),
+    "time range 8.3%": (600, 900, 1),
+    "time range 1%": (600, 636, 1),
+    "time range 0.17%": (600, 606, 1),
+    "tenant 10% of videos": (None, None, 10),
+}
 BATCH = 100_000
 K = 10
 
@@ -115,9 +123,21 @@ def batches(base: np.ndarray, n: int, clock: list):
         yield start, x
 
 
-def in_range(ids: np.ndarray) -> np.ndarray:
-    t = (ids % SEG_PER_VIDEO) * SEG_S
-    return (t + SEG_S > RANGE[0]) & (t < RANGE[1])       # overlaps [start, end)
+def attrs_of(ids: np.ndarray) -> vectors.Attrs:
+    start = ((ids % SEG_PER_VIDEO) * SEG_S * 1000).astype(np.int32)
+    return vectors.Attrs(start, start + SEG_S * 1000, np.zeros(len(ids), np.uint8),
+                         (ids // SEG_PER_VIDEO).astype(np.int32))
+
+
+def matches(n: int) -> dict[str, vectors.Match]:
+    out = {}
+    for name, (a, b, every) in FILTERS.items():
+        video_ok = None
+        if every > 1:
+            video_ok = np.arange(n // SEG_PER_VIDEO + 1) % every == 0
+        out[name] = vectors.Match(a * 1000 if a is not None else None,
+                                  b * 1000 if b is not None else None, video_ok=video_ok)
+    return out
 
 
 def topk_merge(best_s, best_i, scores, ids):
@@ -176,11 +196,12 @@ def main() -> None:
         t_train = time.perf_counter() - t
         del sample
     nq = len(queries)
+    flts = matches(n)
     gt_s, gt_i = np.full((nq, K), -np.inf, np.float32), np.zeros((nq, K), np.int64)
-    gf_s, gf_i = gt_s.copy(), gt_i.copy()
+    gf = {name: (gt_s.copy(), gt_i.copy()) for name in flts}
     narrow_video = (n // SEG_PER_VIDEO) // 2
     narrow_ids = np.arange(narrow_video * SEG_PER_VIDEO, (narrow_video + 1) * SEG_PER_VIDEO)
-    narrow_ids = narrow_ids[in_range(narrow_ids)]
+    narrow_ids = narrow_ids[flts["time range 8.3%"](attrs_of(narrow_ids))]
     narrow_vecs = None
     for start, x in batches(base, n, gen):
         ids = np.arange(start, start + len(x), dtype=np.int64)
@@ -189,62 +210,65 @@ def main() -> None:
         t_add += time.perf_counter() - t
         scores = queries @ x.T                           # exact float32 truth, streamed
         gt_s, gt_i = topk_merge(gt_s, gt_i, scores, ids)
-        mask = in_range(ids)
-        gf_s, gf_i = topk_merge(gf_s, gf_i, scores[:, mask], ids[mask])
+        attrs = attrs_of(ids)
+        for name, match in flts.items():
+            mask = match(attrs)
+            gf[name] = topk_merge(*gf[name], scores[:, mask], ids[mask])
         hit = (narrow_ids >= start) & (narrow_ids < start + len(x))
         if hit.any():
             narrow_vecs = x[narrow_ids[hit] - start].copy()
         print(f"  {start + len(x):>11,} added  ({t_add:.0f} s adding)", flush=True)
     rss1 = rss_mb()
-    order = np.argsort(-gt_s, axis=1)
-    gt_i = np.take_along_axis(gt_i, order, 1)
-    gf_i = np.take_along_axis(gf_i, np.argsort(-gf_s, axis=1), 1)
+    gt_i = np.take_along_axis(gt_i, np.argsort(-gt_s, axis=1), 1)
     path = CACHE / "search_latency.faiss"
     faiss.write_index(index, str(path))
     file_bytes = path.stat().st_size
     path.unlink()
+    # What a reader keeps beside the index (search.vectors.load): ids in storage order,
+    # list offsets and the per-vector attributes filters test.
+    lay = vectors.layout(index, attrs_of(vectors.storage(index)))
+    beside = lay.ids.nbytes + lay.offsets.nbytes + sum(
+        a.nbytes for a in lay.attrs.arrays().values())
 
     faiss.omp_set_num_threads(1)
-    all_ids = np.arange(n, dtype=np.int64)
-    cand = all_ids[in_range(all_ids)]
-    selectivity = len(cand) / n
-    results = {}
+    results, truth = {}, {}
 
-    def run(name, fn):
+    def run(name, fn, want, few=None):
         lat, found = [], []
         for q in queries[:20]:                           # warm caches
             fn(q)
-        for q in queries:
+        for q in queries[:few]:
             t = time.perf_counter()
             found.append(fn(q))
             lat.append(time.perf_counter() - t)
-        results[name] = (lat, found)
+        results[name], truth[name] = (lat, found), want[:few]
 
-    run("no filter", lambda q: vectors.search_index(index, q, K)[1])
-    sel = vectors._selector(cand, n)
-    run("time range, selector built", lambda q: vectors.search_index(
-        index, q, K, allowed=sel, selectivity=selectivity)[1])
-    run("time range, selector per query", lambda q: vectors.search_index(
-        index, q, K, allowed=vectors._selector(cand, n), selectivity=selectivity)[1])
-    run("one video + range, exact", lambda q: np.array(
-        [i for i, _ in vectors.exact_search(q, narrow_ids, narrow_vecs, K)]))
+    def filtered(match, min_pass=None):
+        return lambda q: vectors.search_index(index, q, K, match=match, lay=lay,
+                                              min_pass=min_pass)[1]
 
+    run("no filter", lambda q: vectors.search_index(index, q, K)[1], gt_i)
+    for name, match in flts.items():
+        gs, gi = gf[name]
+        run(name, filtered(match), np.take_along_axis(gi, np.argsort(-gs, axis=1), 1))
     narrow_truth = np.stack([narrow_ids[np.argsort(-(narrow_vecs @ q))[:K]] for q in queries])
-    truth = {"no filter": gt_i, "time range, selector built": gf_i,
-             "time range, selector per query": gf_i, "one video + range, exact": narrow_truth}
+    run("one video + range, exact", lambda q: np.array(
+        [i for i, _ in vectors.exact_search(q, narrow_ids, narrow_vecs, K)]), narrow_truth)
+
     build = t_train + t_add
     lines = [
-        f"segments: {n:,}  dim: {base.shape[1]}  index: {spec}  nprobe: {vectors.NPROBE}",
+        f"segments: {n:,}  dim: {base.shape[1]}  index: {spec}  nprobe: {vectors.NPROBE}  "
+        f"filters scan >= {vectors.FILTER_MIN_PASS} passing vectors",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end (shared machine)",
         f"build: {build:.1f} s (train {t_train:.1f} s + add {t_add:.1f} s; "
         f"{n / max(build, 1e-9):,.0f} segments/s; generating the vectors "
         f"{gen[0]:.1f} s not counted)",
-        f"memory: {file_bytes / n:.0f} B/segment serialized ({file_bytes / 2**30:.2f} GiB), "
-        f"RSS +{(rss1 - rss0) * 2**20 / n:.0f} B/segment while building "
+        f"memory: {file_bytes / n:.0f} B/segment serialized ({file_bytes / 2**30:.2f} GiB) "
+        f"+ {beside / n:.0f} B/segment beside it for filters; RSS +"
+        f"{(rss1 - rss0) * 2**20 / n:.0f} B/segment while building "
         f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)",
-        f"time-range filter [{RANGE[0]}, {RANGE[1]}) s of every video: {len(cand):,} "
-        f"candidates ({selectivity:.1%}); narrow filter: {len(narrow_ids)} candidates",
+        f"narrow filter: one video, {RANGE[0]}-{RANGE[1]} s, {len(narrow_ids)} candidates",
         f"{'k=10, ' + str(nq) + ' queries':<34} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10}",
     ]
     for name, (lat, found) in results.items():
@@ -252,35 +276,34 @@ def main() -> None:
                      f"{recall(found, truth[name]):>10.3f}")
     print("\n".join(lines), flush=True)
     if spec["kind"] == "ivf":
-        sweep(index, queries, gt_i, gf_i, sel, selectivity, spec["nlist"])
+        sweep(index, queries, gt_i, spec["nlist"], run, results, truth, filtered, flts)
 
 
-def sweep(index, queries, gt_i, gf_i, sel, selectivity, nlist) -> None:
-    """How recall and latency move with nprobe, for the record (the default is
-    search.vectors.NPROBE; a filter multiplies it by 1/sqrt(selectivity)). The baseline is
-    nprobe = nlist, the exhaustive scan of the same index, measured first: each row gives
-    its speed-up over that scan at p50."""
-    print("nprobe sweep (filtered: nprobe before the 1/sqrt(selectivity) boost; x = p50 "
-          "speed-up over the exhaustive scan, nprobe = nlist)")
+def sweep(index, queries, gt_i, nlist, run, results, truth, filtered, flts) -> None:
+    """How recall and latency move with nprobe and with the passing vectors a filtered
+    search looks at (FILTER_MIN_PASS), for the record. Baseline: nprobe = nlist, the exhaustive scan of the same index, measured first
+    in the same run; each row gives its p50 speed-up over it."""
     few = min(len(queries), 100)
-    base_p50 = None
-    for nprobe in (nlist, 8, 16, 24, 32, 48, 64):
-        row, p50s = [], []
-        for allowed, truth in ((None, gt_i), (sel, gf_i)):
-            lat, found = [], []
-            m = few if nprobe == nlist else len(queries)
-            for q in queries[:m]:
-                t = time.perf_counter()
-                found.append(vectors.search_index(index, q, K, allowed=allowed,
-                                                  selectivity=selectivity if allowed else 1.0,
-                                                  nprobe=nprobe)[1])
-                lat.append(time.perf_counter() - t)
-            p50s.append(pct(lat, 50))
-            ratio = f"{base_p50[len(row)] / p50s[-1]:5.1f}x" if base_p50 else "  base"
-            row.append(f"p50 {p50s[-1]:6.2f} ms ({ratio}) p99 {pct(lat, 99):6.2f} ms "
-                       f"recall {recall(found, truth[:m]):.3f}")
-        base_p50 = base_p50 or p50s
-        print(f"  nprobe {nprobe:>5}: no filter {row[0]} | time range {row[1]}", flush=True)
+    run("exhaustive", lambda q: vectors.search_index(index, q, K, nprobe=nlist)[1], gt_i, few)
+    base = pct(results["exhaustive"][0], 50)
+
+    def row(name):
+        lat, found = results[name]
+        return (f"p50 {pct(lat, 50):6.2f} ms ({base / pct(lat, 50):5.1f}x) "
+                f"p99 {pct(lat, 99):6.2f} ms recall {recall(found, truth[name]):.3f}")
+    print(f"exhaustive scan (nprobe {nlist}): p50 {base:.2f} ms, recall "
+          f"{recall(results['exhaustive'][1], truth['exhaustive']):.3f}")
+    print("no filter, by nprobe:")
+    for nprobe in (8, 16, 32, 64):
+        run(f"nprobe {nprobe}", lambda q: vectors.search_index(index, q, K, nprobe=nprobe)[1],
+            gt_i)
+        print(f"  nprobe {nprobe:>3}: {row(f'nprobe {nprobe}')}", flush=True)
+    print("filters, by passing vectors looked at (lists probed: at least nprobe):")
+    for name, match in flts.items():
+        for m in (2048, 4096, 8192, 16384):
+            key = f"{name} min_pass {m}"
+            run(key, filtered(match, m), truth[name])
+            print(f"  {name:<22} {m:>6}: {row(key)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,12 @@
 """Moment search: vectors and full text fused by reciprocal rank, neighbouring hits of one
 video merged into moments.
 
-Retrieval. The query is embedded once. Vector hits: with a video, time-range, kind or tenant
-filter, the matching segments are counted in the database first; up to EXACT_CANDIDATES of
-them are scored exactly from their stored embeddings (no index involved, so a narrow filter
-always has all its segments to rank), more are searched in FAISS restricted to their ids
-(`search.vectors.search(candidates=...)`): for video and tenant filters those ids come
-from the index's per-video bookkeeping (none at all when the tenant owns every indexed
-video), for time-range and kind filters from the database. Text hits: Postgres full-text search
+Retrieval. The query is embedded once. Vector hits: the filters go into the FAISS search
+itself (`search.vectors.search` with a `Filter`: the index keeps each vector's video, time
+and kind beside it, so no segment id is read from the database; the video and tenant
+filters become the set of allowed videos, read from the videos table). When the index is
+an 8-bit IVF and the allowed videos hold at most EXACT_CANDIDATES vectors, they are scored
+exactly from their stored float32 embeddings instead. Text hits: Postgres full-text search
 (`tsv @@ to_tsquery`, any query word, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same
 filters in the same SQL statement. A text hit stays in the fused list only when its text
 holds at least TEXT_MIN_COVER (40%) of the query's IDF weight (document frequencies from
@@ -63,7 +62,7 @@ RRF_K = 60
 RRF_WEIGHT = 0.3
 TEXT_MIN_COVER = 0.4
 DF_CAP = 10_000             # document frequencies are counted up to here (bounded cost)
-EXACT_CANDIDATES = 8192     # filtered sets up to this size are scored exactly from the DB
+EXACT_CANDIDATES = 8192     # a video filter up to this many vectors: scored exactly
 MAX_K = 1000
 MERGE_RATIO = 0.6
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
@@ -234,23 +233,6 @@ def _cosine(row, qvec: np.ndarray, model: str) -> float:
 def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model: str
                 ) -> list[tuple[int, float]]:
     """(segment id, cosine) best first, restricted to the filters inside retrieval."""
-    candidates, videos = None, None
-    if f.any:
-        with session_scope(settings) as s:
-            embedded = (Segment.embed_model == model, Segment.embedding.is_not(None))
-            ids = s.scalars(f.apply(select(Segment.id).where(*embedded))
-                            .limit(EXACT_CANDIDATES + 1)).all()
-            if len(ids) <= EXACT_CANDIDATES:
-                rows = s.execute(f.apply(select(Segment.id, Segment.embedding)
-                                         .where(*embedded))).all()
-                return _exact(qvec, rows, n)
-            if f.start_ms is None and f.end_ms is None and f.kinds is None:
-                # Video and tenant filters only (every API search has a tenant): the index
-                # knows each video's ids, so millions of segment ids are not read here.
-                videos = set(s.scalars(f.videos()))
-            else:
-                candidates = np.asarray(s.scalars(f.apply(select(Segment.id)
-                                                          .where(*embedded))).all(), np.int64)
     indexed = vectors.indexed_model(settings)
     if indexed != model:
         if indexed:
@@ -258,9 +240,21 @@ def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model:
                         "`chronoscope reindex-vectors`; text matches only until then",
                         indexed, model)
         return []
-    if videos is not None:
-        candidates = vectors.ids_of_videos(settings, videos)
-    return vectors.search(settings, qvec, n, candidates)
+    if not f.any:
+        return vectors.search(settings, qvec, n)
+    videos = None
+    if f.video_ids is not None or f.tenant is not None:
+        with session_scope(settings) as s:
+            videos = frozenset(s.scalars(f.videos()))
+    if (videos is not None and vectors.approximate(settings)
+            and vectors.count_of_videos(settings, videos) <= EXACT_CANDIDATES):
+        # A few videos under an 8-bit IVF: their float32 embeddings, scored exactly.
+        with session_scope(settings) as s:
+            rows = s.execute(f.apply(select(Segment.id, Segment.embedding).where(
+                Segment.embed_model == model, Segment.embedding.is_not(None)))).all()
+        return _exact(qvec, rows, n)
+    flt = vectors.Filter(videos, f.start_ms, f.end_ms, f.kinds)
+    return vectors.search(settings, qvec, n, flt)
 
 
 def _exact(qvec: np.ndarray, rows, n: int) -> list[tuple[int, float]]:

@@ -5,14 +5,17 @@ exactly what is where. The filter tests are built so that a post-filter over a g
 top-k would fail: 60 identical, better-matching decoys fill every global list, and the only
 match inside the filter is a paraphrase that ranks below all of them."""
 
+import json
 import multiprocessing
 import os
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy import delete, func, select, update
 
 from core.errors import BadQuery
+from core.types import KINDS
 from model import embed
 from search import query, vectors
 from search.query import Moment
@@ -86,6 +89,25 @@ def db_ids(settings, model) -> np.ndarray:
             Segment.embed_model == model, Segment.embedding.is_not(None))).all(), np.int64))
 
 
+def assert_in_step(settings, model):
+    """The index holds exactly the model's embedded segments, each with its own video, times
+    and kind (what filters test), in main and in the delta."""
+    assert np.array_equal(vectors.ids(settings), db_ids(settings, model))
+    loaded = vectors.load(settings)
+    st = loaded.state
+    names = {r["ord"]: v for v, r in st.videos.items()}
+    live = ~np.isin(loaded.lay.ids, st.deleted)
+    ids = np.concatenate([loaded.lay.ids[live], st.delta_ids])
+    attrs = vectors.Attrs.concat([loaded.lay.attrs.take(live), st.delta_attrs])
+    with session_scope(settings) as s:
+        rows = {r.id: r for r in s.execute(select(
+            Segment.id, Segment.video_id, Segment.start_ms, Segment.end_ms, Segment.kind))}
+    got = [(names[int(o)], int(a), int(b), KINDS[c])
+           for o, a, b, c in zip(attrs.video, attrs.start, attrs.end, attrs.kind)]
+    assert got == [(rows[i].video_id, rows[i].start_ms, rows[i].end_ms, rows[i].kind)
+                   for i in ids.tolist()]
+
+
 def library(settings, vec, *, videos=20, per_video=30):
     """`videos` videos of `per_video` 10 s segments every 15 s (5 s apart, so nothing merges
     at a 1 s gap); three decoys per video at 15, 105 and 300 s (60 in all, more than any
@@ -108,14 +130,16 @@ def library(settings, vec, *, videos=20, per_video=30):
 
 @pytest.mark.parametrize("path", ["exact", "faiss-flat", "faiss-ivf"])
 def test_narrow_filter_returns_the_only_match_among_many(settings, vec, path, monkeypatch):
+    """exact: one video under an IVF is scored from its stored embeddings (the time-only
+    filter still goes through the IVF); faiss-*: every filter is evaluated inside FAISS."""
     settings.search.merge_gap_s = 1.0
-    if path != "exact":      # push the filtered set through FAISS with an id selector
-        monkeypatch.setattr(query, "EXACT_CANDIDATES", 0)
     if path == "faiss-ivf":
+        monkeypatch.setattr(query, "EXACT_CANDIDATES", 0)
+    if path != "faiss-flat":
         settings.search.exact_max = 100
     library(settings, vec)
     vectors.sync(settings)
-    assert vectors.load(settings).state.main_kind == ("ivf" if path == "faiss-ivf" else "flat")
+    assert vectors.load(settings).state.main_kind == ("flat" if path == "faiss-flat" else "ivf")
 
     # Globally, the 60 decoys fill the top: a post-filter of a global top-50 would miss it.
     top = query.search(settings, QUERY, k=50)
@@ -231,13 +255,13 @@ def test_index_follows_deletes_and_reindexing(settings, vec):
     add_video(settings, vec, "b", [(0, 5, "speech", DISTRACTORS[1]),
                                    (6, 9, "speech", DISTRACTORS[2])])
     vectors.sync(settings)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, m))   # c's model left out
+    assert_in_step(settings, m)   # c's model left out
 
     # delete a video: its vectors go (a deletion set until compaction)
     with session_scope(settings) as s:
         s.delete(s.get(Video, "a"))
     vectors.sync(settings)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, m))
+    assert_in_step(settings, m)
     assert all(r.video_id != "a" for r in query.search(settings, QUERY, k=10))
 
     # re-index b: its rows replaced (on SQLite the new rows reuse the freed ids, since b's
@@ -252,7 +276,7 @@ def test_index_follows_deletes_and_reindexing(settings, vec):
                   for a, b, k, t in add_segments)
         s.execute(update(Video).where(Video.id == "b").values(chunks_done=1))
     vectors.sync(settings)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, m))
+    assert_in_step(settings, m)
     if settings.db_url.startswith("sqlite"):
         assert set(db_ids(settings, m).tolist()) & old   # ids were reused
     found = query.search(settings, "electricity is getting expensive so spending shrinks", k=1)
@@ -264,9 +288,9 @@ def test_index_follows_deletes_and_reindexing(settings, vec):
     vectors.remove_video(settings, "b")
     assert not np.isin(db_ids(settings, m), vectors.ids(settings)).any()
     vectors.sync(settings, full=True)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, m))
+    assert_in_step(settings, m)
     assert vectors.rebuild(settings) == len(db_ids(settings, m))
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, m))
+    assert_in_step(settings, m)
 
 
 def test_index_type_by_size_and_compaction(settings, vec, monkeypatch):
@@ -300,7 +324,7 @@ def test_index_type_by_size_and_compaction(settings, vec, monkeypatch):
     vectors.sync(settings)
     st = vectors.load(settings).state
     assert st.main_kind == "ivf" and st.main_count == 450
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, vec.model))
+    assert_in_step(settings, vec.model)
     # exact top-10 of the database vs what the IVF returns: the same best hit
     q = noisy(1)[0]
     got = vectors.search(settings, q, 10)
@@ -328,7 +352,35 @@ def test_torn_write_is_detected_and_rebuilt(sqlite_settings, vec):
     vectors.rebuild(settings)
     state_path.write_bytes(stale)   # a crash between the main file's rename and the state's
     vectors.sync(settings)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, vec.model))
+    assert_in_step(settings, vec.model)
+
+
+def test_an_index_an_older_version_wrote_is_rebuilt_by_reconcile(sqlite_settings, vec):
+    """Before filters were evaluated in the index there was no attrs file and the state had
+    fewer fields: such an index serves nothing (rather than unfiltered results) until the
+    workers' periodic reconcile rebuilds it."""
+    from workers import flow
+    from workers.celery_app import app
+    settings = sqlite_settings
+    add_video(settings, vec, "a", [(0, 5, "speech", DECOY), (20, 25, "speech", TARGET)])
+    vectors.sync(settings)
+    vectors._attrs_path(settings).unlink()
+    state = vectors._state_path(settings)
+    with np.load(state) as z:
+        meta = json.loads(z["meta"].tobytes())
+        old = {k: meta[k] for k in ("model", "dim", "main_stat", "main_kind", "main_count",
+                                    "trained_for", "hwm")}
+        old["videos"] = {v: {k: r[k] for k in ("stamp", "sig", "runs")}
+                         for v, r in meta["videos"].items()}
+        arrays = {k: z[k] for k in ("delta_ids", "delta_vecs", "deleted")}
+    with open(state, "wb") as f:
+        np.savez(f, meta=np.frombuffer(json.dumps(old).encode(), np.uint8), **arrays)
+    vectors._cache.clear()
+    assert vectors.load(settings) is None
+    flow.reconcile(settings, app)
+    assert_in_step(settings, vec.model)
+    found = query.search(settings, QUERY, k=1, start_ms=15_000, mode="vector")
+    assert found[0].text == TARGET
 
 
 def _worker(settings, video_id, vectors_, model, barrier):
@@ -363,17 +415,16 @@ def test_concurrent_workers_leave_a_consistent_index(settings, vec):
         p.join(60)
         assert p.exitcode == 0
     vectors.sync(settings)
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, vec.model))
+    assert_in_step(settings, vec.model)
     assert len(vectors.ids(settings)) == 100
     with session_scope(settings) as s:
         assert s.scalar(select(func.count()).select_from(Video)) == 4
     assert os.path.exists(settings.faiss_path)
 
 
-def test_video_and_tenant_filters_take_ids_from_the_index(settings, vec, monkeypatch):
-    """Past the exact path, a tenant or video filter restricts FAISS with the ids the index
-    keeps per video (no segment ids read from the database), and a tenant that owns every
-    indexed video searches the index unrestricted."""
+def test_video_and_tenant_filters_are_evaluated_in_the_index(settings, vec, monkeypatch):
+    """A tenant or video filter reaches the index as a set of videos (no segment id read from
+    the database), and a tenant that owns every indexed video searches it unrestricted."""
     monkeypatch.setattr(query, "EXACT_CANDIDATES", 0)
     add_video(settings, vec, "mine1", [(0, 5, "speech", DECOY), (6, 9, "speech", DISTRACTORS[0])])
     add_video(settings, vec, "mine2", [(0, 5, "speech", TARGET)])
@@ -381,27 +432,118 @@ def test_video_and_tenant_filters_take_ids_from_the_index(settings, vec, monkeyp
     vectors.sync(settings)
     seen = []
     real = vectors.search
-    monkeypatch.setattr(vectors, "search", lambda st, q, n, candidates=None: (
-        seen.append(candidates), real(st, q, n, candidates))[1])
+    monkeypatch.setattr(vectors, "search", lambda st, q, n, flt=None: (
+        seen.append(flt), real(st, q, n, flt))[1])
 
     found = query.search(settings, QUERY, tenant="other", k=5)
-    assert [m.video_id for m in found] == ["theirs"]
-    with session_scope(settings) as s:
-        theirs = s.scalars(select(Segment.id).where(Segment.video_id == "theirs")).all()
-        mine2 = s.scalars(select(Segment.id).where(Segment.video_id == "mine2")).all()
-    assert sorted(seen[-1].tolist()) == sorted(theirs)
+    assert [m.video_id for m in found] == ["theirs"] and seen[-1].videos == {"theirs"}
     found = query.search(settings, QUERY, tenant="default", k=5)
     assert {m.video_id for m in found} == {"mine1", "mine2"}
-    assert sorted(seen[-1].tolist()) == sorted(set(vectors.ids(settings)) - set(theirs))
+    assert seen[-1].videos == {"mine1", "mine2"}
     found = query.search(settings, QUERY, video_ids=["mine2"], tenant="default", k=5)
-    assert [m.video_id for m in found] == ["mine2"] and seen[-1].tolist() == mine2
+    assert [m.video_id for m in found] == ["mine2"] and seen[-1].videos == {"mine2"}
     assert query.search(settings, QUERY, video_ids=["theirs"], tenant="default", k=5) == []
 
     with session_scope(settings) as s:      # one tenant left: it owns the whole index
         s.delete(s.get(Video, "theirs"))
     vectors.sync(settings)
     found = query.search(settings, QUERY, tenant="default", k=5)
-    assert {m.video_id for m in found} == {"mine1", "mine2"} and seen[-1] is None
+    assert {m.video_id for m in found} == {"mine1", "mine2"}
+    assert vectors._match(seen[-1], vectors.load(settings).state).video_ok is None
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec, kind,
+                                                           monkeypatch):
+    """Random times, kinds and videos, some vectors deleted and some in the delta: a filtered
+    search returns exactly the filtered exact top-k (flat), or with every list probed the
+    same set up to 8-bit ties (IVF); and with few lists probed, the probed lists' vectors
+    that pass the filter are exactly those FAISS scans (the same as a selector over every
+    passing id)."""
+    settings = sqlite_settings
+    monkeypatch.setattr(vectors, "DELTA_MIN", 10_000)       # keep the delta a delta
+    if kind == "ivf":
+        settings.search.exact_max = 100
+    rng = np.random.default_rng(3)
+    base = np.stack([vec(t) for t in DISTRACTORS])
+
+    def add(video_id, n, tenant="default"):
+        x = base[rng.integers(0, len(base), n)] + rng.standard_normal((n, 384)) / 20
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        start = rng.integers(0, 3600, n) * 1000
+        with session_scope(settings) as s:
+            s.add(Video(id=video_id, tenant=tenant, filename="x", path="/dev/null",
+                        status="ready", notes=[]))
+            s.flush()
+            s.add_all(Segment(video_id=video_id, chunk_idx=0, kind=KINDS[rng.integers(3)],
+                              start_ms=int(a), end_ms=int(a + rng.integers(1000, 30_000)),
+                              text="x", model_id="t", embedding=v.tobytes(),
+                              embed_model=vec.model) for a, v in zip(start, x))
+
+    for v in range(8):
+        add(f"v{v}", 80)
+    vectors.sync(settings)
+    with session_scope(settings) as s:
+        s.delete(s.get(Video, "v3"))
+    add("v8", 40)
+    vectors.sync(settings)
+    st = vectors.load(settings).state
+    assert st.main_kind == kind and len(st.deleted) == 80 and len(st.delta_ids) == 40
+    assert_in_step(settings, vec.model)
+    with session_scope(settings) as s:
+        rows = s.execute(select(Segment.id, Segment.video_id, Segment.start_ms, Segment.end_ms,
+                                Segment.kind, Segment.embedding)).all()
+
+    def passes(r, f):
+        return ((f.videos is None or r.video_id in f.videos)
+                and (f.start_ms is None or r.end_ms > f.start_ms)
+                and (f.end_ms is None or r.start_ms < f.end_ms)
+                and (f.kinds is None or r.kind in f.kinds))
+
+    filters = [vectors.Filter(start_ms=600_000, end_ms=900_000),
+               vectors.Filter(kinds=("screen_text",)),
+               vectors.Filter(videos=frozenset({"v1", "v5", "v8"}), start_ms=1_000_000),
+               vectors.Filter(videos=frozenset({"v3"})),            # deleted: nothing
+               vectors.Filter(videos=frozenset({"v8"}), kinds=("visual", "speech")),
+               vectors.Filter(start_ms=0, end_ms=200_000, kinds=("speech",))]
+    for f in filters:
+        ok = [r for r in rows if passes(r, f)]
+        q = base[rng.integers(len(base))]
+        want = vectors.exact_search(q, np.array([r.id for r in ok], np.int64),
+                                    np.stack([np.frombuffer(r.embedding, np.float32) for r in ok]
+                                             or [np.zeros(384, np.float32)])[:len(ok)], 10)
+        got = vectors.search(settings, q, 10, f)
+        assert len(got) == min(10, len(ok)), f
+        if kind == "flat":
+            assert [i for i, _ in got] == [i for i, _ in want], f
+        else:
+            assert len({i for i, _ in got} & {i for i, _ in want}) >= len(want) - 1, f
+
+    if kind == "ivf":        # few lists: what the IVF scan gives over the same lists
+        loaded = vectors.load(settings)
+        ivf = faiss.downcast_index(loaded.main)
+        probes = []
+        real = vectors._coarse
+        monkeypatch.setattr(vectors, "_coarse", lambda i, q, n: (probes.append(n),
+                                                                 real(i, q, n))[1])
+        for i, f in enumerate(filters[:3] * 3):
+            # the probed lists' passing vectors: their codes copied and scored, or the best
+            # of a plain scan of the lists kept if they pass; or every vector tested in one
+            # pass (low selectivity)
+            full, gather = i // 3 == 2, i // 3 != 1
+            monkeypatch.setattr(vectors, "FULL_PASS", 0.0 if full else 1.0)
+            monkeypatch.setattr(vectors, "GATHER_SHARE", 1.0 if gather else 0.0)
+            match = vectors._match(f, loaded.state)
+            q = base[rng.integers(len(base))].reshape(1, -1)
+            got = vectors.search_index(loaded.main, q, 10, match=match, lay=loaded.lay,
+                                       deleted=loaded.state.deleted, nprobe=2, min_pass=60)
+            every = loaded.lay.ids[match(loaded.lay.attrs)]
+            ref = ivf.search(q, 10, params=faiss.SearchParametersIVF(
+                sel=vectors._and(vectors._selector(every, int(every.max())), loaded.excluded),
+                nprobe=ivf.nlist if full else probes[-1]))
+            assert got[1].tolist() == ref[1][0][ref[1][0] >= 0].tolist(), f
+            assert np.allclose(got[0], ref[0][0][ref[1][0] >= 0], atol=1e-5)
+        assert max(probes) > 2           # selective filters looked further than nprobe
 
 
 def test_a_repeated_query_is_embedded_once(sqlite_settings, vec, monkeypatch):

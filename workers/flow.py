@@ -234,14 +234,22 @@ def _aware(dt: datetime) -> datetime:
 def reconcile(settings: Settings, app: Celery, *, node: str = "", interval_s: float = 0,
               min_age_s: float = 30.0) -> list[Unit]:
     """Send again every unit the database still needs that no queue and no live worker
-    holds: messages lost with a restarted broker, or held unacked by a killed worker. One
-    worker per interval does it (a Redis lock); returns what it sent."""
+    holds: messages lost with a restarted broker, or held unacked by a killed worker; and
+    sync the vector index. One worker per interval does it (a Redis lock); returns what it
+    sent."""
     if interval_s:
         with app.connection_for_write() as conn:
             lock = conn.default_channel.client.set(RECONCILE_LOCK, node or "1", nx=True,
                                                    px=max(1, int(interval_s * 900)))
         if not lock:
             return []
+    # The vector index catches up with the database too: a sync lost with a killed worker,
+    # or an index an older version wrote (its state reads as unreadable and is rebuilt).
+    from search import vectors
+    try:
+        vectors.sync(settings)
+    except Exception as e:            # never in the way of sending lost work again
+        log.warning("reconcile: vector index sync failed: %s", e)
     captions = captions_enabled(settings)
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=min_age_s)
     with session_scope(settings) as s:
