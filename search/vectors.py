@@ -139,13 +139,14 @@ class Attrs:
         return cls(*(np.zeros(0, t) for t in cls.DTYPES))
 
     @classmethod
-    def of_rows(cls, rows, ords: dict[str, int]) -> "Attrs":
-        """From rows (id, embedding, video_id, start_ms, end_ms, kind)."""
+    def of_rows(cls, rows, ord_of) -> "Attrs":
+        """From rows (id, embedding, video_id, start_ms, end_ms, kind); `ord_of` gives a
+        video's ordinal."""
         n = len(rows)
         return cls(np.fromiter((r[3] for r in rows), np.int32, n),
                    np.fromiter((r[4] for r in rows), np.int32, n),
                    np.fromiter((KIND_CODE.get(r[5], 255) for r in rows), np.uint8, n),
-                   np.fromiter((ords[r[2]] for r in rows), np.int32, n))
+                   np.fromiter((ord_of(r[2]) for r in rows), np.int32, n))
 
     @classmethod
     def concat(cls, parts: list["Attrs"]) -> "Attrs":
@@ -486,9 +487,6 @@ class State:
     def total(self) -> int:
         return self.main_count - len(self.deleted) + len(self.delta_ids)
 
-    def ords(self) -> dict[str, int]:
-        return {v: r["ord"] for v, r in self.videos.items()}
-
     def ord_of(self, video_id: str) -> int:
         if video_id not in self.videos:
             self.videos[video_id] = {"stamp": None, "sig": "0", "runs": [], "ord": self.next_ord}
@@ -718,7 +716,7 @@ def _update_video(state: State, video_id: str, stamp: str, rows) -> None:
     if len(ids) and state.dim and vecs.shape[1] != state.dim:
         raise ValueError(f"segment vectors of {video_id} have {vecs.shape[1]} dimensions, "
                          f"the index {state.dim}: rebuild it")
-    attrs = Attrs.of_rows(rows, {video_id: state.ord_of(video_id)})
+    attrs = Attrs.of_rows(rows, state.ord_of)
     sig = _sig(rows)
     if old is None:
         _append(state, ids, vecs, attrs)
@@ -731,7 +729,7 @@ def _update_video(state: State, video_id: str, stamp: str, rows) -> None:
         else:
             _drop(state, before)                                   # anything else: replace
             _append(state, ids, vecs, attrs)
-    # Even with no rows: its stamp is then known.
+    state.ord_of(video_id)          # a record even with no rows: its stamp is then known
     state.videos[video_id].update(stamp=stamp, sig=str(sig), runs=_runs(ids))
 
 
@@ -785,11 +783,10 @@ def _build_main(settings: Settings, state: State):
             index.add_with_ids(vecs, ids)
             for row in part:
                 seg_id, emb, video_id = row[0], row[1], row[2]
-                state.ord_of(video_id)
                 ids_by_video.setdefault(video_id, []).append(seg_id)
                 sig_by_video[video_id] = sig_by_video.get(video_id, 0) + _row_hash(seg_id, emb)
             all_ids.append(ids)
-            attrs.append(Attrs.of_rows(part, state.ords()))
+            attrs.append(Attrs.of_rows(part, state.ord_of))
             state.hwm = max(state.hwm, int(ids.max()))
             state.dim = int(vecs.shape[1])
         state.trained_for = spec.get("trained_for", 0)
