@@ -3,12 +3,9 @@
 import json
 from collections.abc import Sequence
 
+from core.times import seconds
 from store.schema import Segment, Video
-
-
-def seconds(ms: int | None) -> float | None:
-    """Times in JSON: seconds with millisecond precision."""
-    return None if ms is None else round(ms / 1000, 3)
+from store.serialize import segment_json
 
 
 def _clock(ms: int, sep: str) -> str:
@@ -42,11 +39,6 @@ def to_srt(segments: Sequence[Segment]) -> str:
     for i, (start, end, text) in enumerate(_cues(segments), 1):
         lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
     return "\n".join(lines)
-
-
-def segment_json(seg: Segment) -> dict:
-    return {"id": seg.id, "start": seconds(seg.start_ms), "end": seconds(seg.end_ms),
-            "kind": seg.kind, "text": seg.text, "model": seg.model_id}
 
 
 def to_json(video: Video, segments: Sequence[Segment]) -> str:

@@ -12,6 +12,7 @@ import typer
 
 from core.config import get_settings
 from core.errors import BadInput, ChronoscopeError, NotFound
+from store.serialize import video_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make hours-long video searchable to the second.")
@@ -35,16 +36,6 @@ def _die(message: str, code: int = 1) -> None:
 
 def _emit(obj, as_json: bool, human: str) -> None:
     typer.echo(json.dumps(obj, indent=2) if as_json else human)
-
-
-def video_json(v) -> dict:
-    from api.captions import seconds
-    return {"id": v.id, "filename": v.filename, "status": v.status,
-            "duration": seconds(v.duration_ms), "error": v.error, "notes": list(v.notes or []),
-            "progress": round(100 * v.chunks_done / v.chunks_total, 1) if v.chunks_total else 0.0,
-            "chunks_done": v.chunks_done, "chunks_total": v.chunks_total,
-            "width": v.width, "height": v.height, "has_audio": v.has_audio,
-            "created_at": v.created_at.isoformat() if v.created_at else None}
 
 
 def _load_video(video_id: str) -> dict:
@@ -172,7 +163,7 @@ def segments(video_id: str,
              end: Annotated[float | None, typer.Option(help="seconds")] = None,
              kind: KindOpt = None, as_json: JsonOpt = False) -> None:
     """Segments of a video that overlap [start, end)."""
-    from api.captions import segment_json
+    from store.serialize import segment_json
     from store import queries
     from store.db import session_scope
     _check_range(start, end)

@@ -28,8 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import func, select, text
 
-from api.captions import render, segment_json
-from api.cli import video_json
+from api.captions import render
 from api.deps import (VIDEO_ID, ApiSettings, MediaVideoDep, SessionDep, TenantDep, UploadDep,
                       VideoDep, media_token, server_secret)
 from core.config import Settings, get_settings
@@ -37,6 +36,7 @@ from core.errors import BadInput, ModelUnavailable, NotFound, TransientError
 from core.types import KINDS
 from store import queries
 from store.db import get_engine, session_scope
+from store.serialize import segment_json, video_json
 from store.schema import FAILED, PROCESSING, QUEUED, ChunkRun, Video, Webhook
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ def _claim(settings: Settings, video_id: str, status: str, first_attempt: bool
            ) -> tuple[str, str, bytes] | None:
     """(url, secret, body) to send, or None when there is nothing to send. The first attempt
     claims the event atomically, so a finalize that ran twice announces once."""
-    from api.cli import video_json
+    from store.serialize import video_json
     from store.schema import Tenant, Webhook
     with session_scope(settings) as s:
         if first_attempt:
