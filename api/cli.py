@@ -218,8 +218,8 @@ def delete(video_id: str) -> None:
 @app.command("reindex-vectors")
 def reindex_vectors() -> None:
     """Rebuild the FAISS index from the database."""
-    from search import vectors
-    count = vectors.rebuild(get_settings())
+    from indexer import index_sync
+    count = index_sync.rebuild(get_settings())
     typer.echo(f"rebuilt the vector index: {count} segments")
 
 

@@ -5,9 +5,10 @@ with and without a time-range filter, and recall@10 against exact search, in one
     .venv/bin/python bench/search_latency.py --full     # 10M segments
     .venv/bin/python bench/search_latency.py --n 200000 --queries 100
 
-The index is built by the production code (`search.vectors.plan`, `new_index`, `train`)
-and searched through `search.vectors.search_index` (with the per-vector attributes and the
-filter `Match` that `search.vectors.search` uses) and `exact_search`; only the database is
+The index is built by the production code (`search.index.faiss_ops.plan`, `new_index`,
+`train`) and searched through `search.index.faiss_ops.search_index` (with the per-vector
+attributes and the filter `Match` of `search.index.filters` that
+`search.index.reader.search` uses) and `exact_search`; only the database is
 left out (the segments do not exist as rows at this size).
 
 Vectors that resemble real embeddings: all-MiniLM-L6-v2 embeddings of ~12k real English
@@ -51,7 +52,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import faiss  # noqa: E402
 
 from core.config import Settings  # noqa: E402
-from search import vectors  # noqa: E402
+from search.index import faiss_ops  # noqa: E402
+from search.index.filters import Attrs, Match  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 SEG_PER_VIDEO, SEG_S = 1200, 3
@@ -123,19 +125,19 @@ def batches(base: np.ndarray, n: int, clock: list):
         yield start, x
 
 
-def attrs_of(ids: np.ndarray) -> vectors.Attrs:
+def attrs_of(ids: np.ndarray) -> Attrs:
     start = ((ids % SEG_PER_VIDEO) * SEG_S * 1000).astype(np.int32)
-    return vectors.Attrs(start, start + SEG_S * 1000, np.zeros(len(ids), np.uint8),
+    return Attrs(start, start + SEG_S * 1000, np.zeros(len(ids), np.uint8),
                          (ids // SEG_PER_VIDEO).astype(np.int32))
 
 
-def matches(n: int) -> dict[str, vectors.Match]:
+def matches(n: int) -> dict[str, Match]:
     out = {}
     for name, (a, b, every) in FILTERS.items():
         video_ok = None
         if every > 1:
             video_ok = np.arange(n // SEG_PER_VIDEO + 1) % every == 0
-        out[name] = vectors.Match(a * 1000 if a is not None else None,
+        out[name] = Match(a * 1000 if a is not None else None,
                                   b * 1000 if b is not None else None, video_ok=video_ok)
     return out
 
@@ -181,18 +183,18 @@ def main() -> None:
     queries = np.vstack([mix(base, args.queries - len(held_out), seed=99), held_out])
     queries = queries[rng.permutation(len(queries))].astype(np.float32)
 
-    spec = vectors.plan(n, settings)
+    spec = faiss_ops.plan(n, settings)
     print(f"{n:,} segments, index {spec}", flush=True)
     rss0 = rss_mb()
     t_train = t_add = 0.0
     gen = [0.0]
-    index = vectors.new_index(base.shape[1], spec)
+    index = faiss_ops.new_index(base.shape[1], spec)
     if spec["kind"] == "ivf":
         t = time.perf_counter()
-        sample = mix(base, vectors.train_size(spec), seed=5)
+        sample = mix(base, faiss_ops.train_size(spec), seed=5)
         gen[0] += time.perf_counter() - t
         t = time.perf_counter()
-        vectors.train(index, sample)
+        faiss_ops.train(index, sample)
         t_train = time.perf_counter() - t
         del sample
     nq = len(queries)
@@ -224,9 +226,9 @@ def main() -> None:
     faiss.write_index(index, str(path))
     file_bytes = path.stat().st_size
     path.unlink()
-    # What a reader keeps beside the index (search.vectors.load): ids in storage order,
+    # What a reader keeps beside the index (search.index.reader.load): ids in storage order,
     # list offsets and the per-vector attributes filters test.
-    lay = vectors.layout(index, attrs_of(vectors.storage(index)))
+    lay = faiss_ops.layout(index, attrs_of(faiss_ops.storage(index)))
     beside = lay.ids.nbytes + lay.offsets.nbytes + sum(
         a.nbytes for a in lay.attrs.arrays().values())
 
@@ -244,21 +246,21 @@ def main() -> None:
         results[name], truth[name] = (lat, found), want[:few]
 
     def filtered(match, min_pass=None):
-        return lambda q: vectors.search_index(index, q, K, match=match, lay=lay,
+        return lambda q: faiss_ops.search_index(index, q, K, match=match, lay=lay,
                                               min_pass=min_pass)[1]
 
-    run("no filter", lambda q: vectors.search_index(index, q, K)[1], gt_i)
+    run("no filter", lambda q: faiss_ops.search_index(index, q, K)[1], gt_i)
     for name, match in flts.items():
         gs, gi = gf[name]
         run(name, filtered(match), np.take_along_axis(gi, np.argsort(-gs, axis=1), 1))
     narrow_truth = np.stack([narrow_ids[np.argsort(-(narrow_vecs @ q))[:K]] for q in queries])
     run("one video + range, exact", lambda q: np.array(
-        [i for i, _ in vectors.exact_search(q, narrow_ids, narrow_vecs, K)]), narrow_truth)
+        [i for i, _ in faiss_ops.exact_search(q, narrow_ids, narrow_vecs, K)]), narrow_truth)
 
     build = t_train + t_add
     lines = [
-        f"segments: {n:,}  dim: {base.shape[1]}  index: {spec}  nprobe: {vectors.NPROBE}  "
-        f"filters scan >= {vectors.FILTER_MIN_PASS} passing vectors",
+        f"segments: {n:,}  dim: {base.shape[1]}  index: {spec}  nprobe: {faiss_ops.NPROBE}  "
+        f"filters scan >= {faiss_ops.FILTER_MIN_PASS} passing vectors",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end (shared machine)",
         f"build: {build:.1f} s (train {t_train:.1f} s + add {t_add:.1f} s; "
@@ -284,7 +286,7 @@ def sweep(index, queries, gt_i, nlist, run, results, truth, filtered, flts) -> N
     search looks at (FILTER_MIN_PASS), for the record. Baseline: nprobe = nlist, the exhaustive scan of the same index, measured first
     in the same run; each row gives its p50 speed-up over it."""
     few = min(len(queries), 100)
-    run("exhaustive", lambda q: vectors.search_index(index, q, K, nprobe=nlist)[1], gt_i, few)
+    run("exhaustive", lambda q: faiss_ops.search_index(index, q, K, nprobe=nlist)[1], gt_i, few)
     base = pct(results["exhaustive"][0], 50)
 
     def row(name):
@@ -295,7 +297,7 @@ def sweep(index, queries, gt_i, nlist, run, results, truth, filtered, flts) -> N
           f"{recall(results['exhaustive'][1], truth['exhaustive']):.3f}")
     print("no filter, by nprobe:")
     for nprobe in (8, 16, 32, 64):
-        run(f"nprobe {nprobe}", lambda q: vectors.search_index(index, q, K, nprobe=nprobe)[1],
+        run(f"nprobe {nprobe}", lambda q: faiss_ops.search_index(index, q, K, nprobe=nprobe)[1],
             gt_i)
         print(f"  nprobe {nprobe:>3}: {row(f'nprobe {nprobe}')}", flush=True)
     print("filters, by passing vectors looked at (lists probed: at least nprobe):")

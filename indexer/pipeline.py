@@ -127,9 +127,9 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
 
 def finalize(settings: Settings, video_id: str) -> None:
     """Chapters and summary, vectors in step with the database, status ready."""
-    from search import chapters, vectors   # the read side is only needed at the end
+    from indexer import chapters, index_sync   # only needed at the end
     chapters.build_summary(settings, video_id)
-    vectors.sync(settings)
+    index_sync.sync(settings)
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         video.status, video.error = READY, None
@@ -162,12 +162,12 @@ def index_video(settings: Settings, video_id: str,
 def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:
     """Rows (segments, chunks, summaries by cascade), vectors, and the stored file when
     chronoscope owns it (an upload in its media directory; never a user's own file)."""
-    from search import vectors
+    from indexer import index_sync
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id, tenant=tenant)
         path = Path(video.path)
         s.delete(video)
-    vectors.sync(settings)
+    index_sync.sync(settings)
     media = settings.media_dir.resolve()
     if path.is_relative_to(media):
         path.unlink(missing_ok=True)

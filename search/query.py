@@ -2,15 +2,16 @@
 video merged into moments.
 
 Retrieval. The query is embedded once. Vector hits: the filters go into the FAISS search
-itself (`search.vectors.search` with a `Filter`: the index keeps each vector's video, time
-and kind beside it, so no segment id is read from the database; the video and tenant
+itself (`search.index.reader.search` with a `Filter`: the index keeps each vector's video,
+time and kind beside it, so no segment id is read from the database; the video and tenant
 filters become the set of allowed videos, read from the videos table). When the index is
 an 8-bit IVF and the allowed videos hold at most EXACT_CANDIDATES vectors, they are scored
-exactly from their stored float32 embeddings instead. Text hits: Postgres full-text search
-(`tsv @@ to_tsquery`, any query word, ranked by ts_rank_cd) or SQLite FTS5 (bm25), the same
-filters in the same SQL statement. A text hit stays in the fused list only when its text
-holds at least TEXT_MIN_COVER (40%) of the query's IDF weight (document frequencies from
-the same full-text index): one shared common word does not make a match.
+exactly from their stored float32 embeddings instead: exact beats 8-bit there. Text hits:
+Postgres full-text search (`tsv @@ to_tsquery`, any query word, ranked by ts_rank_cd) or
+SQLite FTS5 (bm25), the same filters in the same SQL statement (`store.search_rows`). A
+text hit stays in the fused list only when its text holds at least TEXT_MIN_COVER (40%) of
+the query's IDF weight (document frequencies from the same full-text index): one shared
+common word does not make a match.
 
 Fusion. Reciprocal rank fusion of the two lists, rrf = sum 1 / (60 + rank), normalised to
 1 for a segment ranked first in both. A segment's relevance is
@@ -47,14 +48,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import column, func, select, table, text
 
 from core.config import Settings
 from core.errors import BadQuery
+from core.times import check_range, seconds
 from core.types import KINDS
-from search import vectors
-from store.db import get_engine, session_scope
-from store.schema import Segment, Video
+from search.index import reader
+from search.index.faiss_ops import exact_search
+from search.index.filters import Filter
+from store import search_rows
+from store.db import session_scope
+from store.search_rows import Filters
 
 log = logging.getLogger(__name__)
 
@@ -98,68 +102,25 @@ class Moment:
     segments: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"video_id": self.video_id, "start": _s(self.start_ms), "end": _s(self.end_ms),
+        return {"video_id": self.video_id, "start": seconds(self.start_ms),
+                "end": seconds(self.end_ms),
                 "score": round(self.score, 3), "weak": self.weak, "kinds": self.kinds,
                 "text": self.text,
-                "segments": [{"id": g["id"], "start": _s(g["start_ms"]), "end": _s(g["end_ms"]),
+                "segments": [{"id": g["id"], "start": seconds(g["start_ms"]),
+                              "end": seconds(g["end_ms"]),
                               "kind": g["kind"], "text": g["text"], "score": g["score"]}
                              for g in self.segments]}
-
-
-def _s(ms: int) -> float:
-    return round(ms / 1000, 3)
 
 
 def validate(query: str, start_ms, end_ms, kinds, k) -> None:
     if not isinstance(query, str) or not query.strip():
         raise BadQuery("the query is empty")
-    if (start_ms is not None and start_ms < 0) or (end_ms is not None and end_ms < 0):
-        raise BadQuery("times must be >= 0")
-    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
-        raise BadQuery(f"the time range is empty: start {start_ms / 1000} s is not before "
-                       f"end {end_ms / 1000} s")
+    check_range(start_ms, end_ms)
     for kind in kinds or []:
         if kind not in KINDS:
             raise BadQuery(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise BadQuery(f"k must be an integer from 1 to {MAX_K}")
-
-
-@dataclass(frozen=True)
-class Filters:
-    video_ids: tuple | None = None
-    start_ms: int | None = None
-    end_ms: int | None = None
-    kinds: tuple | None = None
-    tenant: str | None = None
-
-    @property
-    def any(self) -> bool:
-        return any(v is not None for v in (self.video_ids, self.start_ms, self.end_ms,
-                                           self.kinds, self.tenant))
-
-    def videos(self):
-        """The ids of the videos the video and tenant filters allow."""
-        stmt = select(Video.id)
-        if self.video_ids is not None:
-            stmt = stmt.where(Video.id.in_(self.video_ids))
-        if self.tenant is not None:
-            stmt = stmt.where(Video.tenant == self.tenant)
-        return stmt
-
-    def apply(self, stmt):
-        """The filters as WHERE clauses; a time range keeps segments overlapping it."""
-        if self.video_ids is not None:
-            stmt = stmt.where(Segment.video_id.in_(self.video_ids))
-        if self.start_ms is not None:
-            stmt = stmt.where(Segment.end_ms > self.start_ms)
-        if self.end_ms is not None:
-            stmt = stmt.where(Segment.start_ms < self.end_ms)
-        if self.kinds is not None:
-            stmt = stmt.where(Segment.kind.in_(self.kinds))
-        if self.tenant is not None:
-            stmt = stmt.join(Video, Video.id == Segment.video_id).where(Video.tenant == self.tenant)
-        return stmt
 
 
 def search(settings: Settings, query: str, *, video_ids: list[str] | None = None,
@@ -233,7 +194,7 @@ def _cosine(row, qvec: np.ndarray, model: str) -> float:
 def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model: str
                 ) -> list[tuple[int, float]]:
     """(segment id, cosine) best first, restricted to the filters inside retrieval."""
-    indexed = vectors.indexed_model(settings)
+    indexed = reader.indexed_model(settings)
     if indexed != model:
         if indexed:
             log.warning("the vector index holds %s vectors but queries use %s: run "
@@ -241,20 +202,19 @@ def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model:
                         indexed, model)
         return []
     if not f.any:
-        return vectors.search(settings, qvec, n)
+        return reader.search(settings, qvec, n)
     videos = None
     if f.video_ids is not None or f.tenant is not None:
         with session_scope(settings) as s:
-            videos = frozenset(s.scalars(f.videos()))
-    if (videos is not None and vectors.approximate(settings)
-            and vectors.count_of_videos(settings, videos) <= EXACT_CANDIDATES):
+            videos = search_rows.allowed_videos(s, where=f)
+    if (videos is not None and reader.approximate(settings)
+            and reader.count_of_videos(settings, videos) <= EXACT_CANDIDATES):
         # A few videos under an 8-bit IVF: their float32 embeddings, scored exactly.
         with session_scope(settings) as s:
-            rows = s.execute(f.apply(select(Segment.id, Segment.embedding).where(
-                Segment.embed_model == model, Segment.embedding.is_not(None)))).all()
+            rows = search_rows.embeddings(s, model=model, where=f)
         return _exact(qvec, rows, n)
-    flt = vectors.Filter(videos, f.start_ms, f.end_ms, f.kinds)
-    return vectors.search(settings, qvec, n, flt)
+    flt = Filter(videos, f.start_ms, f.end_ms, f.kinds)
+    return reader.search(settings, qvec, n, flt)
 
 
 def _exact(qvec: np.ndarray, rows, n: int) -> list[tuple[int, float]]:
@@ -263,7 +223,7 @@ def _exact(qvec: np.ndarray, rows, n: int) -> list[tuple[int, float]]:
         return []
     ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
     vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
-    return vectors.exact_search(qvec, ids, vecs, n)
+    return exact_search(qvec, ids, vecs, n)
 
 
 def _words(text_: str) -> list[str]:
@@ -289,19 +249,10 @@ def term_weights(settings: Settings, query: str) -> dict[str, float]:
     if not words:
         return {}
     with session_scope(settings) as s:
-        n = s.scalar(select(func.max(Segment.id))) or 0
-        pg = get_engine(settings).dialect.name == "postgresql"
+        n = search_rows.max_segment_id(s)
         out = {}
         for w in words:
-            if pg:
-                sql = ("SELECT count(*) FROM (SELECT 1 FROM segments WHERE "
-                       "tsv @@ to_tsquery('english', :q) LIMIT :cap) AS t")
-                q = w
-            else:
-                sql = ("SELECT count(*) FROM (SELECT 1 FROM segments_fts WHERE "
-                       "segments_fts MATCH :q LIMIT :cap)")
-                q = f'"{w}"'
-            df = s.execute(text(sql), {"q": q, "cap": DF_CAP}).scalar() or 0
+            df = search_rows.doc_frequency(s, word=w, cap=DF_CAP)
             stem = _stem(w)
             out[stem] = max(out.get(stem, 0.0), math.log(1 + (n + 1) / (df + 1)))
     return out
@@ -323,31 +274,12 @@ def text_search(settings: Settings, query: str, n: int, f: Filters) -> list[int]
     if not words:
         return []
     with session_scope(settings) as s:
-        if get_engine(settings).dialect.name == "postgresql":
-            q = " | ".join(words)       # any word may match; ts_rank_cd rewards more of them
-            stmt = (f.apply(select(Segment.id))
-                    .where(text("segments.tsv @@ to_tsquery('english', :q)"))
-                    .order_by(text("ts_rank_cd(segments.tsv, to_tsquery('english', :q)) DESC"),
-                              Segment.id)
-                    .limit(n))
-            return list(s.scalars(stmt, {"q": q}))
-        fts = table("segments_fts", column("rowid"), column("rank"))
-        match = " OR ".join(f'"{w}"' for w in words)     # porter-stemmed by the table
-        stmt = (f.apply(select(Segment.id).join(fts, fts.c.rowid == Segment.id))
-                .where(text("segments_fts MATCH :q"))
-                .order_by(fts.c.rank, Segment.id).limit(n))
-        return list(s.scalars(stmt, {"q": match}))
+        return search_rows.text_matches(s, words=words, limit=n, where=f)
 
 
 def _rows(settings: Settings, ids: list[int]):
-    out = []
     with session_scope(settings) as s:
-        for i in range(0, len(ids), 900):
-            out += s.execute(select(Segment.id, Segment.video_id, Segment.kind, Segment.start_ms,
-                                    Segment.end_ms, Segment.text, Segment.embedding,
-                                    Segment.embed_model)
-                             .where(Segment.id.in_(ids[i:i + 900]))).all()
-    return out
+        return search_rows.segments_by_id(s, ids=ids)
 
 
 def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:

@@ -10,7 +10,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from core.errors import NotFound
 from model import embed
-from search import chapters
+from indexer import chapters
+from search.chapters import get_summary
 from store.db import session_scope
 from store.schema import Segment, Summary, Video
 
@@ -86,7 +87,7 @@ def test_chapters_follow_topics_and_tile_the_video(settings, vectors_of):
     add_talk(settings, vectors_of, "talk", talk, 605_000)
     chapters.build_summary(settings, "talk")
     chapters.build_summary(settings, "talk")        # replaces, never appends
-    data = chapters.get_summary(settings, "talk")
+    data = get_summary(settings, "talk")
     assert_tiles(data, 605.0)
     assert [c["start"] for c in data["chapters"]] == [0.0, 200.0, 400.0]
     for chapter, topic in zip(data["chapters"], TOPICS):
@@ -105,7 +106,7 @@ def test_long_silence_is_a_chapter_and_silent_video_has_one(settings, vectors_of
            [(800_000 + 20_000 * i, t) for i, t in enumerate(FOOTBALL)]
     add_talk(settings, vectors_of, "gap", talk, 1_000_000)
     chapters.build_summary(settings, "gap")
-    data = chapters.get_summary(settings, "gap")
+    data = get_summary(settings, "gap")
     assert_tiles(data, 1000.0)
     assert [(c["start"], c["title"]) for c in data["chapters"]][1] == \
         (195.0, chapters.EMPTY_TITLE)           # from the end of the last line
@@ -113,11 +114,11 @@ def test_long_silence_is_a_chapter_and_silent_video_has_one(settings, vectors_of
 
     add_talk(settings, vectors_of, "mute", [], 90_000)
     chapters.build_summary(settings, "mute")
-    data = chapters.get_summary(settings, "mute")
+    data = get_summary(settings, "mute")
     assert data["chapters"] == [{"start": 0.0, "end": 90.0, "title": chapters.EMPTY_TITLE,
                                  "summary": ""}]
     with pytest.raises(NotFound):
-        chapters.get_summary(settings, "nope")
+        get_summary(settings, "nope")
 
 
 def test_unknown_duration_and_unavailable_qwen_fall_back(sqlite_settings, vectors_of):
@@ -125,7 +126,7 @@ def test_unknown_duration_and_unavailable_qwen_fall_back(sqlite_settings, vector
     settings.qwen.model = "/nonexistent/qwen3-vl"      # configured but not there
     add_talk(settings, vectors_of, "x", [(0, COOKING[0]), (30_000, COOKING[1])], None)
     chapters.build_summary(settings, "x")
-    data = chapters.get_summary(settings, "x")
+    data = get_summary(settings, "x")
     assert data["model"] == chapters.OFFLINE
     assert_tiles(data, 45.0)                           # the last segment's end
 
@@ -177,7 +178,7 @@ def test_qwen_writes_chapters_when_configured(sqlite_settings, vectors_of, scrip
     talk = [(20_000 * i, t) for i, t in enumerate(COOKING + FOOTBALL)]
     add_talk(settings, vectors_of, "q", talk, 400_000)
     chapters.build_summary(settings, "q")
-    data = chapters.get_summary(settings, "q")
+    data = get_summary(settings, "q")
     assert data["model"] != chapters.OFFLINE and data["summary"] == "Cooking, then football."
     assert [(c["start"], c["end"], c["title"]) for c in data["chapters"]] == \
         [(0.0, 200.0, "Tomato pasta"), (200.0, 400.0, "The match")]

@@ -17,7 +17,10 @@ from sqlalchemy import delete, func, select, update
 from core.errors import BadQuery
 from core.types import KINDS
 from model import embed
-from search import query, vectors
+from indexer import index_sync
+from search import query
+from search.index import faiss_ops, reader, state as index_state
+from search.index.filters import Attrs, Filter, match
 from search.query import Moment
 from store.db import session_scope
 from store.schema import Segment, Video
@@ -92,13 +95,13 @@ def db_ids(settings, model) -> np.ndarray:
 def assert_in_step(settings, model):
     """The index holds exactly the model's embedded segments, each with its own video, times
     and kind (what filters test), in main and in the delta."""
-    assert np.array_equal(vectors.ids(settings), db_ids(settings, model))
-    loaded = vectors.load(settings)
+    assert np.array_equal(reader.ids(settings), db_ids(settings, model))
+    loaded = reader.load(settings)
     st = loaded.state
     names = {r["ord"]: v for v, r in st.videos.items()}
     live = ~np.isin(loaded.lay.ids, st.deleted)
     ids = np.concatenate([loaded.lay.ids[live], st.delta_ids])
-    attrs = vectors.Attrs.concat([loaded.lay.attrs.take(live), st.delta_attrs])
+    attrs = Attrs.concat([loaded.lay.attrs.take(live), st.delta_attrs])
     with session_scope(settings) as s:
         rows = {r.id: r for r in s.execute(select(
             Segment.id, Segment.video_id, Segment.start_ms, Segment.end_ms, Segment.kind))}
@@ -138,8 +141,8 @@ def test_narrow_filter_returns_the_only_match_among_many(settings, vec, path, mo
     if path != "faiss-flat":
         settings.search.exact_max = 100
     library(settings, vec)
-    vectors.sync(settings)
-    assert vectors.load(settings).state.main_kind == ("flat" if path == "faiss-flat" else "ivf")
+    index_sync.sync(settings)
+    assert reader.load(settings).state.main_kind == ("flat" if path == "faiss-flat" else "ivf")
 
     # Globally, the 60 decoys fill the top: a post-filter of a global top-50 would miss it.
     top = query.search(settings, QUERY, k=50)
@@ -166,7 +169,7 @@ def test_narrow_filter_returns_the_only_match_among_many(settings, vec, path, mo
 def test_kind_and_tenant_filters(settings, vec):
     add_video(settings, vec, "a", [(0, 5, "speech", DECOY), (10, 15, "screen_text", DECOY)])
     add_video(settings, vec, "b", [(0, 5, "speech", DECOY)], tenant="other")
-    vectors.sync(settings)
+    index_sync.sync(settings)
     kinds = query.search(settings, QUERY, kinds=["screen_text"], k=10)
     assert [(m.video_id, m.kinds) for m in kinds] == [("a", ["screen_text"])]
     own = query.search(settings, QUERY, tenant="other", k=10)
@@ -188,7 +191,7 @@ def test_neighbouring_hits_merge_into_one_moment(settings, vec):
         (10, 13, "speech", RED_CAR[0]), (14, 17, "speech", RED_CAR[1]),
         (17, 19, "screen_text", "A red car slowly turns left at the intersection"),
         (19, 22, "speech", DISTRACTORS[12]), (40, 44, "speech", DISTRACTORS[13])])
-    vectors.sync(settings)
+    index_sync.sync(settings)
     q = "the red car turning at the crossroads"
     top = query.search(settings, q, k=5)[0]
     # the spoken line and the same line on screen 4 s later make one moment, its bounds
@@ -205,7 +208,7 @@ def test_neighbouring_hits_merge_into_one_moment(settings, vec):
 def test_scores_rank_and_mark_weak(settings, vec):
     add_video(settings, vec, "mix", [(15 * i, 15 * i + 10, "speech", t)
                                      for i, t in enumerate(DISTRACTORS + [DECOY])])
-    vectors.sync(settings)
+    index_sync.sync(settings)
     good = query.search(settings, QUERY, k=5)
     assert good[0].text == DECOY and not good[0].weak and good[0].score > 0.7
     scores = [m.score for m in good]
@@ -219,7 +222,7 @@ def test_scores_rank_and_mark_weak(settings, vec):
 def test_text_match_finds_what_embeddings_blur(settings, vec):
     lines = DISTRACTORS + ["Model number XJ9000 ships with a spare battery."]
     add_video(settings, vec, "tv", [(15 * i, 15 * i + 10, "speech", t) for i, t in enumerate(lines)])
-    vectors.sync(settings)
+    index_sync.sync(settings)
     hits = query.text_search(settings, "xj9000", 10, query.Filters())
     assert len(hits) == 1
     assert query.search(settings, "xj9000", k=3, mode="text")[0].text == lines[-1]
@@ -254,13 +257,13 @@ def test_index_follows_deletes_and_reindexing(settings, vec):
     add_video(settings, vec, "c", [(0, 5, "speech", DISTRACTORS[3])], model="other-model")
     add_video(settings, vec, "b", [(0, 5, "speech", DISTRACTORS[1]),
                                    (6, 9, "speech", DISTRACTORS[2])])
-    vectors.sync(settings)
+    index_sync.sync(settings)
     assert_in_step(settings, m)   # c's model left out
 
     # delete a video: its vectors go (a deletion set until compaction)
     with session_scope(settings) as s:
         s.delete(s.get(Video, "a"))
-    vectors.sync(settings)
+    index_sync.sync(settings)
     assert_in_step(settings, m)
     assert all(r.video_id != "a" for r in query.search(settings, QUERY, k=10))
 
@@ -275,26 +278,26 @@ def test_index_follows_deletes_and_reindexing(settings, vec):
                           text=t, model_id="test", embedding=vec(t).tobytes(), embed_model=m)
                   for a, b, k, t in add_segments)
         s.execute(update(Video).where(Video.id == "b").values(chunks_done=1))
-    vectors.sync(settings)
+    index_sync.sync(settings)
     assert_in_step(settings, m)
     if settings.db_url.startswith("sqlite"):
         assert set(db_ids(settings, m).tolist()) & old   # ids were reused
     found = query.search(settings, "electricity is getting expensive so spending shrinks", k=1)
     assert found[0].text == TARGET and found[0].score > 0.5
-    hits = dict(vectors.search(settings, vec(TARGET), 5))
+    hits = dict(reader.search(settings, vec(TARGET), 5))
     assert max(hits.values()) > 0.99           # the new vector, not the stale one
 
     # a remove_video drops vectors at once; sync restores what the database still has
-    vectors.remove_video(settings, "b")
-    assert not np.isin(db_ids(settings, m), vectors.ids(settings)).any()
-    vectors.sync(settings, full=True)
+    index_sync.remove_video(settings, "b")
+    assert not np.isin(db_ids(settings, m), reader.ids(settings)).any()
+    index_sync.sync(settings, full=True)
     assert_in_step(settings, m)
-    assert vectors.rebuild(settings) == len(db_ids(settings, m))
+    assert index_sync.rebuild(settings) == len(db_ids(settings, m))
     assert_in_step(settings, m)
 
 
 def test_index_type_by_size_and_compaction(settings, vec, monkeypatch):
-    monkeypatch.setattr(vectors, "DELTA_MIN", 4)
+    monkeypatch.setattr(index_sync, "DELTA_MIN", 4)
     settings.search.exact_max = 60
     rng = np.random.default_rng(0)
     base = np.stack([vec(t) for t in DISTRACTORS])
@@ -313,45 +316,72 @@ def test_index_type_by_size_and_compaction(settings, vec, monkeypatch):
                       for i, v in enumerate(noisy(n)))
 
     add("small", 40)
-    vectors.sync(settings)
-    st = vectors.load(settings).state
+    index_sync.sync(settings)
+    st = reader.load(settings).state
     assert (st.main_kind, st.main_count, len(st.delta_ids)) == ("flat", 40, 0)
     add("more", 10)                       # 10 > DELTA_MIN: folded into main at once
-    vectors.sync(settings)
-    st = vectors.load(settings).state
+    index_sync.sync(settings)
+    st = reader.load(settings).state
     assert (st.main_kind, st.main_count, len(st.delta_ids)) == ("flat", 50, 0)
     add("big", 400)                        # past exact_max: retrained as IVF
-    vectors.sync(settings)
-    st = vectors.load(settings).state
+    index_sync.sync(settings)
+    st = reader.load(settings).state
     assert st.main_kind == "ivf" and st.main_count == 450
     assert_in_step(settings, vec.model)
     # exact top-10 of the database vs what the IVF returns: the same best hit
     q = noisy(1)[0]
-    got = vectors.search(settings, q, 10)
+    got = reader.search(settings, q, 10)
     with session_scope(settings) as s:
         rows = s.execute(select(Segment.id, Segment.embedding)).all()
-    exact = vectors.exact_search(q, np.array([r[0] for r in rows]),
+    exact = faiss_ops.exact_search(q, np.array([r[0] for r in rows]),
                                  np.stack([np.frombuffer(r[1], np.float32) for r in rows]), 10)
     assert got[0][0] == exact[0][0]
     assert len({i for i, _ in got} & {i for i, _ in exact}) >= 8
     with session_scope(settings) as s:     # shrink well below exact_max: back to flat
         s.delete(s.get(Video, "big"))
-    vectors.sync(settings)
-    st = vectors.load(settings).state
+    index_sync.sync(settings)
+    st = reader.load(settings).state
     assert (st.main_kind, st.main_count, len(st.deleted)) == ("flat", 50, 0)
     assert not list(settings.home.glob(".*tmp*"))      # no temp file left behind
+
+
+def test_a_video_with_times_beyond_int32_does_not_break_the_index(settings, vec):
+    """A stored time past the int32 range (30 days in ms) is a bad video, not a reason for
+    the shared index to fail: sync (incremental and full) and rebuild succeed, the bad
+    rows' times are clamped in the attrs, and the other videos are still found."""
+    add_video(settings, vec, "good", [(0, 5, "speech", DECOY), (20, 25, "speech", TARGET)])
+    index_sync.sync(settings)                         # the index exists: next sync is cheap
+    far = 2_592_000_000
+    with session_scope(settings) as s:
+        s.add(Video(id="bad", filename="bad.mp4", path="/dev/null", status="ready", notes=[]))
+        s.flush()
+        s.add_all(Segment(video_id="bad", chunk_idx=0, kind="speech", start_ms=far + i,
+                          end_ms=far + i + 5_000, text=t, model_id="test",
+                          embedding=vec(t).tobytes(), embed_model=vec.model)
+                  for i, t in enumerate(DISTRACTORS[:3]))
+    index_sync.sync(settings)
+    for step in (lambda: None, lambda: index_sync.sync(settings, full=True),
+                 lambda: index_sync.rebuild(settings)):
+        step()
+        assert np.array_equal(reader.ids(settings), db_ids(settings, vec.model))
+        loaded = reader.load(settings)
+        attrs = Attrs.concat([loaded.lay.attrs, loaded.state.delta_attrs])
+        assert attrs.start.max() == attrs.end.max() == np.iinfo(np.int32).max
+        found = query.search(settings, QUERY, k=1, video_ids=["good"], start_ms=15_000)
+        assert [(m.video_id, m.text) for m in found] == [("good", TARGET)]
+        assert query.search(settings, QUERY, k=1)[0].text == DECOY
 
 
 def test_torn_write_is_detected_and_rebuilt(sqlite_settings, vec):
     settings = sqlite_settings
     add_video(settings, vec, "a", [(0, 5, "speech", DECOY)])
-    vectors.sync(settings)
-    state_path = vectors._state_path(settings)
+    index_sync.sync(settings)
+    state_path = index_state.state_path(settings)
     stale = state_path.read_bytes()
     add_video(settings, vec, "b", [(0, 5, "speech", TARGET)])
-    vectors.rebuild(settings)
+    index_sync.rebuild(settings)
     state_path.write_bytes(stale)   # a crash between the main file's rename and the state's
-    vectors.sync(settings)
+    index_sync.sync(settings)
     assert_in_step(settings, vec.model)
 
 
@@ -363,9 +393,9 @@ def test_an_index_an_older_version_wrote_is_rebuilt_by_reconcile(sqlite_settings
     from workers.celery_app import app
     settings = sqlite_settings
     add_video(settings, vec, "a", [(0, 5, "speech", DECOY), (20, 25, "speech", TARGET)])
-    vectors.sync(settings)
-    vectors._attrs_path(settings).unlink()
-    state = vectors._state_path(settings)
+    index_sync.sync(settings)
+    index_state.attrs_path(settings).unlink()
+    state = index_state.state_path(settings)
     with np.load(state) as z:
         meta = json.loads(z["meta"].tobytes())
         old = {k: meta[k] for k in ("model", "dim", "main_stat", "main_kind", "main_count",
@@ -375,8 +405,8 @@ def test_an_index_an_older_version_wrote_is_rebuilt_by_reconcile(sqlite_settings
         arrays = {k: z[k] for k in ("delta_ids", "delta_vecs", "deleted")}
     with open(state, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(old).encode(), np.uint8), **arrays)
-    vectors._cache.clear()
-    assert vectors.load(settings) is None
+    reader._cache.clear()
+    assert reader.load(settings) is None
     flow.reconcile(settings, app)
     assert_in_step(settings, vec.model)
     found = query.search(settings, QUERY, k=1, start_ms=15_000, mode="vector")
@@ -394,7 +424,7 @@ def _worker(settings, video_id, vectors_, model, barrier):
                           end_ms=i * 1000 + 900, text=f"{video_id} {i}", model_id="t",
                           embedding=v.tobytes(), embed_model=model)
                   for i, v in enumerate(vectors_))
-    vectors.sync(settings)
+    index_sync.sync(settings)
 
 
 def test_concurrent_workers_leave_a_consistent_index(settings, vec):
@@ -414,9 +444,9 @@ def test_concurrent_workers_leave_a_consistent_index(settings, vec):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    vectors.sync(settings)
+    index_sync.sync(settings)
     assert_in_step(settings, vec.model)
-    assert len(vectors.ids(settings)) == 100
+    assert len(reader.ids(settings)) == 100
     with session_scope(settings) as s:
         assert s.scalar(select(func.count()).select_from(Video)) == 4
     assert os.path.exists(settings.faiss_path)
@@ -429,10 +459,10 @@ def test_video_and_tenant_filters_are_evaluated_in_the_index(settings, vec, monk
     add_video(settings, vec, "mine1", [(0, 5, "speech", DECOY), (6, 9, "speech", DISTRACTORS[0])])
     add_video(settings, vec, "mine2", [(0, 5, "speech", TARGET)])
     add_video(settings, vec, "theirs", [(0, 5, "speech", DECOY)], tenant="other")
-    vectors.sync(settings)
+    index_sync.sync(settings)
     seen = []
-    real = vectors.search
-    monkeypatch.setattr(vectors, "search", lambda st, q, n, flt=None: (
+    real = reader.search
+    monkeypatch.setattr(reader, "search", lambda st, q, n, flt=None: (
         seen.append(flt), real(st, q, n, flt))[1])
 
     found = query.search(settings, QUERY, tenant="other", k=5)
@@ -446,10 +476,10 @@ def test_video_and_tenant_filters_are_evaluated_in_the_index(settings, vec, monk
 
     with session_scope(settings) as s:      # one tenant left: it owns the whole index
         s.delete(s.get(Video, "theirs"))
-    vectors.sync(settings)
+    index_sync.sync(settings)
     found = query.search(settings, QUERY, tenant="default", k=5)
     assert {m.video_id for m in found} == {"mine1", "mine2"}
-    assert vectors._match(seen[-1], vectors.load(settings).state).video_ok is None
+    assert match(seen[-1], reader.load(settings).state).video_ok is None
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
@@ -461,7 +491,7 @@ def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec,
     that pass the filter are exactly those FAISS scans (the same as a selector over every
     passing id)."""
     settings = sqlite_settings
-    monkeypatch.setattr(vectors, "DELTA_MIN", 10_000)       # keep the delta a delta
+    monkeypatch.setattr(index_sync, "DELTA_MIN", 10_000)       # keep the delta a delta
     if kind == "ivf":
         settings.search.exact_max = 100
     rng = np.random.default_rng(3)
@@ -482,12 +512,12 @@ def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec,
 
     for v in range(8):
         add(f"v{v}", 80)
-    vectors.sync(settings)
+    index_sync.sync(settings)
     with session_scope(settings) as s:
         s.delete(s.get(Video, "v3"))
     add("v8", 40)
-    vectors.sync(settings)
-    st = vectors.load(settings).state
+    index_sync.sync(settings)
+    st = reader.load(settings).state
     assert st.main_kind == kind and len(st.deleted) == 80 and len(st.delta_ids) == 40
     assert_in_step(settings, vec.model)
     with session_scope(settings) as s:
@@ -500,19 +530,19 @@ def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec,
                 and (f.end_ms is None or r.start_ms < f.end_ms)
                 and (f.kinds is None or r.kind in f.kinds))
 
-    filters = [vectors.Filter(start_ms=600_000, end_ms=900_000),
-               vectors.Filter(kinds=("screen_text",)),
-               vectors.Filter(videos=frozenset({"v1", "v5", "v8"}), start_ms=1_000_000),
-               vectors.Filter(videos=frozenset({"v3"})),            # deleted: nothing
-               vectors.Filter(videos=frozenset({"v8"}), kinds=("visual", "speech")),
-               vectors.Filter(start_ms=0, end_ms=200_000, kinds=("speech",))]
+    filters = [Filter(start_ms=600_000, end_ms=900_000),
+               Filter(kinds=("screen_text",)),
+               Filter(videos=frozenset({"v1", "v5", "v8"}), start_ms=1_000_000),
+               Filter(videos=frozenset({"v3"})),                    # deleted: nothing
+               Filter(videos=frozenset({"v8"}), kinds=("visual", "speech")),
+               Filter(start_ms=0, end_ms=200_000, kinds=("speech",))]
     for f in filters:
         ok = [r for r in rows if passes(r, f)]
         q = base[rng.integers(len(base))]
-        want = vectors.exact_search(q, np.array([r.id for r in ok], np.int64),
+        want = faiss_ops.exact_search(q, np.array([r.id for r in ok], np.int64),
                                     np.stack([np.frombuffer(r.embedding, np.float32) for r in ok]
                                              or [np.zeros(384, np.float32)])[:len(ok)], 10)
-        got = vectors.search(settings, q, 10, f)
+        got = reader.search(settings, q, 10, f)
         assert len(got) == min(10, len(ok)), f
         if kind == "flat":
             assert [i for i, _ in got] == [i for i, _ in want], f
@@ -520,26 +550,26 @@ def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec,
             assert len({i for i, _ in got} & {i for i, _ in want}) >= len(want) - 1, f
 
     if kind == "ivf":        # few lists: what the IVF scan gives over the same lists
-        loaded = vectors.load(settings)
+        loaded = reader.load(settings)
         ivf = faiss.downcast_index(loaded.main)
         probes = []
-        real = vectors._coarse
-        monkeypatch.setattr(vectors, "_coarse", lambda i, q, n: (probes.append(n),
+        real = faiss_ops._coarse
+        monkeypatch.setattr(faiss_ops, "_coarse", lambda i, q, n: (probes.append(n),
                                                                  real(i, q, n))[1])
         for i, f in enumerate(filters[:3] * 3):
             # the probed lists' passing vectors: their codes copied and scored, or the best
             # of a plain scan of the lists kept if they pass; or every vector tested in one
             # pass (low selectivity)
             full, gather = i // 3 == 2, i // 3 != 1
-            monkeypatch.setattr(vectors, "FULL_PASS", 0.0 if full else 1.0)
-            monkeypatch.setattr(vectors, "GATHER_SHARE", 1.0 if gather else 0.0)
-            match = vectors._match(f, loaded.state)
+            monkeypatch.setattr(faiss_ops, "FULL_PASS", 0.0 if full else 1.0)
+            monkeypatch.setattr(faiss_ops, "GATHER_SHARE", 1.0 if gather else 0.0)
+            m = match(f, loaded.state)
             q = base[rng.integers(len(base))].reshape(1, -1)
-            got = vectors.search_index(loaded.main, q, 10, match=match, lay=loaded.lay,
-                                       deleted=loaded.state.deleted, nprobe=2, min_pass=60)
-            every = loaded.lay.ids[match(loaded.lay.attrs)]
+            got = faiss_ops.search_index(loaded.main, q, 10, match=m, lay=loaded.lay,
+                                         deleted=loaded.state.deleted, nprobe=2, min_pass=60)
+            every = loaded.lay.ids[m(loaded.lay.attrs)]
             ref = ivf.search(q, 10, params=faiss.SearchParametersIVF(
-                sel=vectors._and(vectors._selector(every, int(every.max())), loaded.excluded),
+                sel=faiss_ops._and(faiss_ops._selector(every, int(every.max())), loaded.excluded),
                 nprobe=ivf.nlist if full else probes[-1]))
             assert got[1].tolist() == ref[1][0][ref[1][0] >= 0].tolist(), f
             assert np.allclose(got[0], ref[0][0][ref[1][0] >= 0], atol=1e-5)
@@ -549,7 +579,7 @@ def test_filters_in_the_index_give_what_exact_search_gives(sqlite_settings, vec,
 def test_a_repeated_query_is_embedded_once(sqlite_settings, vec, monkeypatch):
     settings = sqlite_settings
     add_video(settings, vec, "a", [(0, 5, "speech", DECOY), (30, 35, "speech", TARGET)])
-    vectors.sync(settings)
+    index_sync.sync(settings)
     calls = []
     real = embed.embed
     monkeypatch.setattr(embed, "embed", lambda texts, **kw: (calls.append(texts),

@@ -245,9 +245,9 @@ def reconcile(settings: Settings, app: Celery, *, node: str = "", interval_s: fl
             return []
     # The vector index catches up with the database too: a sync lost with a killed worker,
     # or an index an older version wrote (its state reads as unreadable and is rebuilt).
-    from search import vectors
+    from indexer import index_sync
     try:
-        vectors.sync(settings)
+        index_sync.sync(settings)
     except Exception as e:            # never in the way of sending lost work again
         log.warning("reconcile: vector index sync failed: %s", e)
     captions = captions_enabled(settings)
