@@ -4,6 +4,7 @@ Every field can be set as CHRONOSCOPE_<FIELD>, nested groups with a double under
 CHRONOSCOPE_DECODE__FPS=2, CHRONOSCOPE_QWEN__MODEL=Qwen/Qwen3-VL-2B-Instruct.
 """
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,10 +76,32 @@ class ApiSettings(BaseModel):
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_hosts: str = Field("", description="comma-separated hosts webhooks may call; "
                                "empty = any (set it where users are not trusted)")
+    webhook_allow_private: bool = Field(False, description="let webhooks call private, "
+                                        "loopback and link-local addresses and cloud metadata "
+                                        "names; only where every user is trusted and the "
+                                        "receivers live on the internal network (or in tests)")
+    # Twice the cores: a search is mostly CPU (embedding the query, FAISS), so more in
+    # flight only queues inside the threadpool while holding a database connection each.
+    max_concurrent_searches: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1),
+                                         ge=1, description="searches run at once; more wait")
+    search_queue_wait_s: float = Field(2.0, ge=0, description="how long a search waits for a "
+                                       "free slot before the API answers 503 + Retry-After")
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+class DatabaseSettings(BaseModel):
+    # Unset = sized from api.max_concurrent_searches (see store/pool.py); ignored by SQLite
+    # in memory. Each API replica and worker holds its own pool: keep the sum under the
+    # server's max_connections.
+    pool_size: int | None = Field(None, ge=1, description="connections kept open; empty = "
+                                  "derived from api.max_concurrent_searches")
+    max_overflow: int | None = Field(None, ge=0, description="extra connections in a burst; "
+                                     "empty = enough for every threadpool thread")
+    pool_timeout_s: float = Field(3.0, gt=0, description="wait for a free connection before "
+                                  "the request fails with 503 (short: fail fast, not hang)")
 
 
 class WorkerSettings(BaseModel):
@@ -110,6 +133,7 @@ class Settings(BaseSettings):
     embed: EmbedSettings = EmbedSettings()
     search: SearchSettings = SearchSettings()
     api: ApiSettings = ApiSettings()
+    database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @property

@@ -54,7 +54,8 @@ class Cluster:
             "CHRONOSCOPE_BROKER_URL": BROKER, "CHRONOSCOPE_CHUNK__LENGTH_S": "2",
             "CHRONOSCOPE_CHUNK__OVERLAP_S": "1", "HF_HUB_OFFLINE": "1",
             "CHRONOSCOPE_WORKER__RECONCILE_INTERVAL_S": "2",
-            "CHRONOSCOPE_WORKER__RECONCILE_MIN_AGE_S": "1"})
+            "CHRONOSCOPE_WORKER__RECONCILE_MIN_AGE_S": "1",
+            "CHRONOSCOPE_API__WEBHOOK_ALLOW_PRIVATE": "1"})      # receivers are on loopback
         self.workers: list[tuple[subprocess.Popen, Path]] = []
         self.redis = redis.Redis.from_url(BROKER)
 

@@ -11,15 +11,14 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 
 from sqlalchemy import or_, update
 
 from core.config import Settings
-from core.errors import TransientError
+from core.errors import BadInput, TransientError
 from store.db import session_scope
 from store.schema import Video, utcnow
+from workers import egress
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +86,22 @@ def _record(settings: Settings, video_id: str, error: str | None) -> None:
 def deliver(settings: Settings, video_id: str, status: str, *, first_attempt: bool = True
             ) -> bool:
     """POST the event. A network error, 408, 429 or 5xx raises TransientError (retry); any
-    other answer is final. Returns whether the receiver accepted it."""
+    other answer, and a target that egress refuses (private, metadata), is final. Returns
+    whether the receiver accepted it."""
     claim = _claim(settings, video_id, status, first_attempt)
     if claim is None:
         return False
     url, secret, body = claim
     headers = {"Content-Type": "application/json", "User-Agent": "chronoscope-webhook",
                SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=settings.api.webhook_timeout_s) as r:
-            code = r.status
-    except urllib.error.HTTPError as e:
-        code = e.code
-    except (urllib.error.URLError, OSError) as e:      # refused, DNS, timeout
+        # Redirects are not followed: one would turn the POST into a GET elsewhere.
+        code = egress.post(url, body, headers, timeout=settings.api.webhook_timeout_s,
+                           allow_private=settings.api.webhook_allow_private)
+    except BadInput as e:          # checked again at send time: DNS may have changed
+        _record(settings, video_id, f"refused: {e}")
+        return False
+    except OSError as e:      # refused, DNS, timeout
         _record(settings, video_id, f"{type(e).__name__}: {e}")
         raise TransientError(f"webhook {url}: {e}") from e
     if code in (408, 429) or code >= 500:
@@ -109,15 +110,6 @@ def deliver(settings: Settings, video_id: str, status: str, *, first_attempt: bo
     ok = 200 <= code < 300
     _record(settings, video_id, None if ok else f"HTTP {code} (not retried)")
     return ok
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET elsewhere; the receiver must answer itself.
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
 
 
 def deliver_inline(settings: Settings, video_id: str, status: str) -> None:
