@@ -5,7 +5,7 @@ beside a naive loop, measured in the same run.
     python bench/caption_throughput.py --tiny          # CPU (automatic without CUDA): proves it runs
 
 Models are the released architectures built from their published config values with random
-weights (model/qwen/configs.py), so nothing is downloaded; throughput does not depend on the
+weights (fixtures/qwen_configs.py), so nothing is downloaded; throughput does not depend on the
 weights, except through the answer length, which is pinned: every window generates exactly
 --max-new-tokens tokens (min_new_tokens = max_new_tokens). Frames are synthetic uint8 RGB at
 --side x --side, --fps over --window-s seconds per window (defaults: 1 fps, 448 px, 60 s).
@@ -42,11 +42,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.types import Frame  # noqa: E402
+from fixtures.qwen_configs import build_config  # noqa: E402
+from fixtures.qwen_offline import build_processor  # noqa: E402
 from model.qwen.caption import Window, build_inputs  # noqa: E402
-from model.qwen.configs import build_config  # noqa: E402
 from model.qwen.generate import generate_all  # noqa: E402
 from model.qwen.loader import attn_implementation  # noqa: E402
-from model.qwen.offline import build_processor  # noqa: E402
 from model.qwen.parse import parse_events  # noqa: E402
 from model.qwen.prompt import caption_messages, render  # noqa: E402
 
@@ -244,7 +244,7 @@ def bench_model(name: str, args, device: torch.device, dtype: torch.dtype, proce
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="2b,8b", help="comma list of model/qwen/configs.PUBLISHED keys")
+    p.add_argument("--models", default="2b,8b", help="comma list of fixtures/qwen_configs.PUBLISHED keys")
     p.add_argument("--tiny", action="store_true", help="tiny random Qwen3-VL on CPU (automatic without CUDA)")
     p.add_argument("--windows", type=int, default=None, help="windows in the batched run")
     p.add_argument("--naive-windows", type=int, default=None)

@@ -1,8 +1,11 @@
-"""The signals of one chunk: speech, screen text and visual events. Each turns the chunk's
-media into segments that the chunk owns; `pipeline` stores them unit by unit."""
+"""The signals of one chunk: speech, screen text and visual events, a registry of small
+classes behind one Protocol. Each turns the chunk's media into segments that the chunk owns;
+`pipeline` stores them unit by unit. A new signal (a visual embedder) is one more class in
+SIGNALS."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -34,83 +37,135 @@ class ChunkContext:
         # clipped to the span anyway and visual windows tile it.
         if self._frames is None:
             s = self.settings
-            sides = [side for on, side in ((s.ocr.enabled, s.ocr.max_side),
-                                           (bool(s.qwen.model), s.qwen.frame_side)) if on]
+            sides = [sig.frame_side(s) for sig in SIGNALS if sig.runs(s, has_audio=self.has_audio)]
+            sides = [side for side in sides if side is not None]
             self._frames = list(sample_frames(self.path, start_ms=self.span.start_ms,
                                               end_ms=self.span.end_ms, fps=s.decode.fps,
                                               max_side=max(sides, default=s.decode.max_side)))
         return self._frames
 
 
+class Signal(Protocol):
+    """One kind of segment a chunk yields. The pipeline runs every signal whose `runs` is
+    true, in registry order, once per chunk and model id."""
+    name: str
+
+    def runs(self, settings: Settings, *, has_audio: bool) -> bool:
+        """Whether it runs for a video at all (enabled, audio present, model configured)."""
+
+    def skipped(self, settings: Settings, info: VideoInfo) -> str | None:
+        """What a user should know when it does not run for this video."""
+
+    def model_id(self, settings: Settings) -> str:
+        """What produces its segments; a unit done with another id is done again."""
+
+    def frame_side(self, settings: Settings) -> int | None:
+        """The longest side it reads frames at; None: it reads no frames."""
+
+    def run(self, ctx: ChunkContext) -> list[Segment]:
+        """Its segments for the chunk, in absolute ms, owned by the chunk."""
+
+
+class Speech:
+    name = SPEECH
+
+    def runs(self, settings: Settings, *, has_audio: bool) -> bool:
+        return settings.speech.enabled and has_audio
+
+    def skipped(self, settings: Settings, info: VideoInfo) -> str | None:
+        return None if info.has_audio else "speech skipped: the file has no audio stream"
+
+    def model_id(self, settings: Settings) -> str:
+        from model import speech
+        return speech.model_id(settings)
+
+    def frame_side(self, settings: Settings) -> int | None:
+        return None
+
+    def run(self, ctx: ChunkContext) -> list[Segment]:
+        from model import speech
+        start, end = ctx.read_range
+        audio = decode_audio(ctx.path, start_ms=start, end_ms=end)
+        segments = speech.transcribe(audio, offset_ms=start, settings=ctx.settings)
+        # A phrase belongs to the chunk its start falls in; the overlap only lets it finish.
+        return [s for s in segments if ctx.span.owns(s.start_ms)]
+
+
+class ScreenText:
+    name = SCREEN_TEXT
+
+    def runs(self, settings: Settings, *, has_audio: bool) -> bool:
+        return settings.ocr.enabled
+
+    def skipped(self, settings: Settings, info: VideoInfo) -> str | None:
+        return None
+
+    def model_id(self, settings: Settings) -> str:
+        from model import ocr
+        return ocr.model_id(settings)
+
+    def frame_side(self, settings: Settings) -> int | None:
+        return settings.ocr.max_side     # legible text wants large frames
+
+    def run(self, ctx: ChunkContext) -> list[Segment]:
+        from model import ocr
+        segments = ocr.read_text(ctx.frames(), settings=ctx.settings)
+        return [clip(s, ctx.span.start_ms, ctx.span.end_ms) for s in segments
+                if s.end_ms > ctx.span.start_ms and s.start_ms < ctx.span.end_ms]
+
+
+class VisualCaptions:
+    name = VISUAL
+
+    def runs(self, settings: Settings, *, has_audio: bool) -> bool:
+        return bool(settings.qwen.model)
+
+    def skipped(self, settings: Settings, info: VideoInfo) -> str | None:
+        return None if settings.qwen.model else VISUAL_SKIPPED
+
+    def model_id(self, settings: Settings) -> str:
+        from model.qwen import loader
+        return loader.resolve(settings)[1]   # without loading the weights
+
+    def frame_side(self, settings: Settings) -> int | None:
+        return settings.qwen.frame_side
+
+    def run(self, ctx: ChunkContext) -> list[Segment]:
+        from model.qwen import caption
+        from model.qwen.memory import update_memory
+        q = ctx.settings.qwen
+        windows = caption.make_windows(ctx.frames(), start_ms=ctx.span.start_ms,
+                                       end_ms=ctx.span.end_ms, window_s=q.window_s,
+                                       speech=stored(ctx, SPEECH))
+        # The rolling memory crosses chunk boundaries through what the previous chunk
+        # stored, so chunks can still run on different workers.
+        memory = update_memory("", stored(ctx, VISUAL, before=True), limit=q.memory_chars) \
+            if q.memory else ""
+        per_window, _ = caption.caption_video(windows, settings=ctx.settings, memory=memory)
+        return [seg for segs in per_window for seg in segs]
+
+
+# Run order: captions come last because they read the chunk's stored speech as context.
+SIGNALS: tuple[Signal, ...] = (Speech(), ScreenText(), VisualCaptions())
+BY_NAME: dict[str, Signal] = {s.name: s for s in SIGNALS}
+
+
 def skipped_notes(settings: Settings, info: VideoInfo) -> list[str]:
-    """What a user should know about signals that will not run for this video."""
-    notes = []
-    if not settings.qwen.model:
-        notes.append(VISUAL_SKIPPED)
-    if not info.has_audio:
-        notes.append("speech skipped: the file has no audio stream")
-    return notes
+    """What a user should know about signals that will not run for this video (the captions
+    note first, as videos have always listed them)."""
+    return [note for signal in reversed(SIGNALS) if (note := signal.skipped(settings, info))]
 
 
 def enabled(settings: Settings, *, has_audio: bool) -> list[str]:
-    out = []
-    if settings.speech.enabled and has_audio:
-        out.append(SPEECH)
-    if settings.ocr.enabled:
-        out.append(SCREEN_TEXT)
-    if settings.qwen.model:
-        out.append(VISUAL)
-    return out
+    return [s.name for s in SIGNALS if s.runs(settings, has_audio=has_audio)]
 
 
 def model_id(settings: Settings, signal: str) -> str:
-    if signal == SPEECH:
-        from model import speech
-        return speech.model_id(settings)
-    if signal == SCREEN_TEXT:
-        from model import ocr
-        return ocr.model_id(settings)
-    from model.qwen import loader
-    return loader.resolve(settings)[1]   # without loading the weights
+    return BY_NAME[signal].model_id(settings)
 
 
 def run(signal: str, ctx: ChunkContext) -> list[Segment]:
-    if signal == SPEECH:
-        return _speech(ctx)
-    if signal == SCREEN_TEXT:
-        return _screen_text(ctx)
-    return _visual(ctx)
-
-
-def _speech(ctx: ChunkContext) -> list[Segment]:
-    from model import speech
-    start, end = ctx.read_range
-    audio = decode_audio(ctx.path, start_ms=start, end_ms=end)
-    segments = speech.transcribe(audio, offset_ms=start, settings=ctx.settings)
-    # A phrase belongs to the chunk its start falls in; the overlap only lets it finish.
-    return [s for s in segments if ctx.span.owns(s.start_ms)]
-
-
-def _screen_text(ctx: ChunkContext) -> list[Segment]:
-    from model import ocr
-    segments = ocr.read_text(ctx.frames(), settings=ctx.settings)
-    return [clip(s, ctx.span.start_ms, ctx.span.end_ms) for s in segments
-            if s.end_ms > ctx.span.start_ms and s.start_ms < ctx.span.end_ms]
-
-
-def _visual(ctx: ChunkContext) -> list[Segment]:
-    from model.qwen import caption
-    from model.qwen.memory import update_memory
-    q = ctx.settings.qwen
-    windows = caption.make_windows(ctx.frames(), start_ms=ctx.span.start_ms,
-                                   end_ms=ctx.span.end_ms, window_s=q.window_s,
-                                   speech=stored(ctx, SPEECH))
-    # The rolling memory crosses chunk boundaries through what the previous chunk stored,
-    # so chunks can still run on different workers.
-    memory = update_memory("", stored(ctx, VISUAL, before=True), limit=q.memory_chars) \
-        if q.memory else ""
-    per_window, _ = caption.caption_video(windows, settings=ctx.settings, memory=memory)
-    return [seg for segs in per_window for seg in segs]
+    return BY_NAME[signal].run(ctx)
 
 
 def stored(ctx: ChunkContext, kind: str, *, before: bool = False) -> list[Segment]:

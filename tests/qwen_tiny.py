@@ -62,7 +62,7 @@ def build_tiny(directory: Path, *, moe: bool = False, seed: int = 0) -> Path:
     """Random weights + the real tokenizer/processor (Instruct template), as a checkpoint."""
     from transformers import Qwen3VLForConditionalGeneration, Qwen3VLMoeForConditionalGeneration
 
-    from model.qwen.offline import build_processor
+    from fixtures.qwen_offline import build_processor
 
     torch.manual_seed(seed)
     cls = Qwen3VLMoeForConditionalGeneration if moe else Qwen3VLForConditionalGeneration
@@ -95,7 +95,7 @@ def scripted_bias(tokenizer, answer: str) -> list:
 
 @lru_cache(maxsize=1)
 def _tokenizer():
-    from model.qwen.offline import build_tokenizer
+    from fixtures.qwen_offline import build_tokenizer
 
     return build_tokenizer()
 
@@ -103,7 +103,7 @@ def _tokenizer():
 def variant(base: Path, directory: Path, *, answer: str | None = None, thinking: bool = False) -> Path:
     """A copy of `base` (weights hard-linked) whose chat template is the Thinking one and/or
     whose generation is scripted to `answer`."""
-    from model.qwen.offline import THINKING_CHAT_TEMPLATE
+    from fixtures.qwen_offline import THINKING_CHAT_TEMPLATE
 
     directory.mkdir(parents=True, exist_ok=True)
     for f in base.iterdir():

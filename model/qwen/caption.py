@@ -20,7 +20,7 @@ from model.qwen.loader import loaded
 from model.qwen.memory import update_memory
 from model.qwen.parse import parse_events
 from model.qwen.prompt import caption_messages, render
-from model.qwen.video import PROCESSOR_VIDEO_KWARGS, VideoInput, prepare_video, tokens_for
+from model.qwen.video import PROCESSOR_VIDEO_KWARGS, VideoInput, prepare_video
 
 
 @dataclass
@@ -122,12 +122,3 @@ def caption_video(windows: Sequence[Window], *, settings, memory: str = "") -> t
     off); returns segments per window and the final memory."""
     segs, memories = caption_videos([windows], settings=settings, memories=[memory])
     return segs[0], memories[0]
-
-
-def visual_tokens(window: Window, side: int) -> int:
-    """Visual tokens the window costs (its budget is frame size x frame count)."""
-    if not window.frames:
-        return 0
-    h, w = window.frames[0].image.shape[:2]
-    return tokens_for(len(window.frames), h, w, side)
-

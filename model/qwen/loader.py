@@ -11,19 +11,16 @@ cache, then a download; when none works the error says how to provide the weight
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
-import os
 import re
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.errors import ModelUnavailable
+from model.base import InferenceModel, device, dtype, fingerprint, head_middle_tail
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +30,23 @@ MODEL_CLASSES = {
 }
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]
-_SAMPLE = 1 << 20  # bytes read at each of three places of a weight file for its fingerprint
 
 
-@dataclass(frozen=True)
-class Loaded:
+class QwenVL(InferenceModel):
+    """The model and its processor. Per process: a copy inherited through fork() belongs to
+    the parent (its CUDA context cannot be used in the child), so a worker loads its own."""
+    per_process = True
     model: Any
     processor: Any
-    model_id: str        # name and revision (hub commit or sampled file hash)
     path: Path
-    pid: int
 
+    @staticmethod
+    def key(settings) -> tuple:
+        return settings.qwen.model.strip(), settings.qwen.revision
 
-_lock = threading.Lock()
-_cache: dict[tuple[str, str | None], Loaded] = {}
+    def load(self, settings) -> None:
+        self.path, self.model_id = resolve(settings)
+        self.model, self.processor = _load(self.path, self.model_id, settings)
 
 
 def load(settings) -> tuple[Any, Any]:
@@ -59,25 +59,13 @@ def model_id(settings) -> str:
     return loaded(settings).model_id
 
 
-def loaded(settings) -> Loaded:
-    key = (settings.qwen.model.strip(), settings.qwen.revision)
-    rec = _cache.get(key)
-    # A record inherited through fork() belongs to the parent (its CUDA context cannot be
-    # used in the child): a worker process loads its own copy.
-    if rec is not None and rec.pid == os.getpid():
-        return rec
-    with _lock:
-        rec = _cache.get(key)
-        if rec is None or rec.pid != os.getpid():
-            rec = _load(settings)
-            _cache[key] = rec
-        return rec
+def loaded(settings) -> QwenVL:
+    return QwenVL.get(settings)
 
 
 def unload() -> None:
     """Drop every loaded model (tests, or a worker switching models)."""
-    with _lock:
-        _cache.clear()
+    QwenVL.unload()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -97,7 +85,8 @@ def resolve(settings) -> tuple[Path, str]:
             raise ModelUnavailable(
                 f"{path} has no config.json: point CHRONOSCOPE_QWEN__MODEL at the directory of "
                 "a Qwen3-VL checkpoint (config.json, *.safetensors, tokenizer and processor files).")
-        return path, f"{path.resolve().name}@{fingerprint(path)}"
+        files = checkpoint_files(path)
+        return path, f"{path.resolve().name}@{fingerprint(files, sample=head_middle_tail)}"
     if not _HUB_ID.match(name):
         raise ModelUnavailable(
             f"Qwen3-VL directory {path} does not exist. Download a checkpoint there (for example "
@@ -123,22 +112,12 @@ def resolve(settings) -> tuple[Path, str]:
     return snapshot, f"{name}@{snapshot.name}"  # snapshots/<commit>
 
 
-def fingerprint(path: Path) -> str:
-    """A stable id for a local checkpoint: config files in full, weight files by name, size
-    and three 1 MiB samples (hashing 16-470 GB of weights at every start would take minutes;
-    the samples change whenever the weights do, and unlike mtimes they survive copying)."""
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*.json")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    for f in sorted([*path.glob("*.safetensors"), *path.glob("*.bin")]):
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with f.open("rb") as fh:
-            for offset in sorted({0, max(0, size // 2 - _SAMPLE // 2), max(0, size - _SAMPLE)}):
-                fh.seek(offset)
-                h.update(fh.read(_SAMPLE))
-    return h.hexdigest()[:12]
+def checkpoint_files(path: Path) -> list[tuple[str, Path]]:
+    """Its configs, then its weights (sampled at head, middle and tail): the ids already
+    stored for local checkpoints were computed this way, and another way would re-caption
+    every video."""
+    weights = sorted([*path.glob("*.safetensors"), *path.glob("*.bin")])
+    return [(f.name, f) for f in [*sorted(path.glob("*.json")), *weights]]
 
 
 def attn_implementation(requested: str, cuda: bool) -> str:
@@ -152,11 +131,10 @@ def attn_implementation(requested: str, cuda: bool) -> str:
     return wanted
 
 
-def _load(settings) -> Loaded:
+def _load(path: Path, mid: str, settings) -> tuple[Any, Any]:
     import transformers
     from transformers import AutoConfig, AutoProcessor
 
-    path, mid = resolve(settings)
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as exc:
@@ -166,13 +144,13 @@ def _load(settings) -> Loaded:
         raise ModelUnavailable(
             f"{path} holds a {config.model_type!r} model, not Qwen3-VL; set CHRONOSCOPE_QWEN__MODEL "
             "to a Qwen3-VL checkpoint (dense or MoE, Instruct or Thinking).")
-    cuda = torch.cuda.is_available()
+    on = device()
     kwargs: dict[str, Any] = {
-        "dtype": torch.bfloat16 if cuda else torch.float32,
-        "attn_implementation": attn_implementation(settings.qwen.attn_implementation, cuda),
+        "dtype": dtype(on),
+        "attn_implementation": attn_implementation(settings.qwen.attn_implementation, on == "cuda"),
     }
     # Checkpoints larger than one GPU (32B, 235B-A22B) are split across GPUs by accelerate.
-    sharded = cuda and torch.cuda.device_count() > 1 and importlib.util.find_spec("accelerate")
+    sharded = on == "cuda" and torch.cuda.device_count() > 1 and importlib.util.find_spec("accelerate")
     if sharded:
         kwargs["device_map"] = "auto"
     try:
@@ -180,8 +158,8 @@ def _load(settings) -> Loaded:
         processor = AutoProcessor.from_pretrained(path)
     except Exception as exc:
         raise ModelUnavailable(f"could not load Qwen3-VL from {path}: {type(exc).__name__}: {exc}") from exc
-    if cuda and not sharded:
+    if on == "cuda" and not sharded:
         model.to("cuda")
     model.eval()
     log.info("loaded %s (%s) as %s, %s, %s", mid, path, cls_name, kwargs["dtype"], kwargs["attn_implementation"])
-    return Loaded(model=model, processor=processor, model_id=mid, path=path, pid=os.getpid())
+    return model, processor

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.times import clock
 from core.types import Segment
 
 SPEECH_CHARS = 1500       # speech quoted per window; about 400 tokens beside ~6K visual ones
@@ -35,11 +36,6 @@ CAPTION_TASK = (
 CHAPTER_SYSTEM = "You write chapters and summaries for long videos from timestamped notes."
 
 
-def hms(ms: int) -> str:
-    s = max(0, int(ms)) // 1000
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
 def _bounded_lines(lines: Sequence[str], limit: int) -> str:
     out, used = [], 0
     for line in lines:
@@ -53,8 +49,9 @@ def _bounded_lines(lines: Sequence[str], limit: int) -> str:
 def caption_messages(*, start_ms: int, end_ms: int, speech: Sequence[Segment] = (),
                      memory: str = "") -> list[dict]:
     a, b = start_ms / 1000, end_ms / 1000
+    span = f"{clock(start_ms, hours=True)} to {clock(end_ms, hours=True)}"
     parts = [
-        f"This clip covers {a:.1f} s to {b:.1f} s of the video ({hms(start_ms)} to {hms(end_ms)}). "
+        f"This clip covers {a:.1f} s to {b:.1f} s of the video ({span}). "
         "The time before each group of frames is its absolute time in seconds."
     ]
     if memory.strip():
@@ -72,7 +69,8 @@ def caption_messages(*, start_ms: int, end_ms: int, speech: Sequence[Segment] = 
 
 
 def chapter_messages(segments: Sequence[Segment], *, duration_ms: int) -> list[dict]:
-    lines = [f"[{hms(s.start_ms)}-{hms(s.end_ms)}] {s.kind}: {' '.join(s.text.split())[:NOTE_LINE_CHARS]}"
+    lines = [f"[{clock(s.start_ms, hours=True)}-{clock(s.end_ms, hours=True)}] {s.kind}: "
+             f"{' '.join(s.text.split())[:NOTE_LINE_CHARS]}"
              for s in sorted(segments, key=lambda s: (s.start_ms, s.end_ms)) if s.text.strip()]
     total = sum(len(x) + 1 for x in lines)
     if total > NOTES_CHARS:
@@ -83,7 +81,8 @@ def chapter_messages(segments: Sequence[Segment], *, duration_ms: int) -> list[d
     minutes = duration_ms / 60000
     most = max(1, min(15, round(minutes / 4)))
     task = (
-        f"The video is {hms(duration_ms)} long. Timestamped notes (speech, on-screen text and "
+        f"The video is {clock(duration_ms, hours=True)} long. Timestamped notes (speech, "
+        "on-screen text and "
         f"visual events):\n{_bounded_lines(lines, NOTES_CHARS)}\n\n"
         f"Split the whole video into at most {most} chapters at changes of topic or scene, the "
         "first starting at 0:00:00. Answer with only JSON:\n"
@@ -101,9 +100,3 @@ def render(processor, messages: list[dict]) -> str:
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     wrapped = processor.vision_start_token + processor.video_token + processor.vision_end_token
     return text.replace(wrapped, processor.video_token)
-
-
-def is_thinking(processor) -> bool:
-    """Thinking editions open a <think> block in the generation prompt."""
-    probe = render(processor, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
-    return probe.rstrip().endswith("<think>")

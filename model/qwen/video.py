@@ -64,12 +64,6 @@ def fit_size(height: int, width: int, side: int) -> tuple[int, int]:
     return h, w
 
 
-def tokens_for(num_frames: int, height: int, width: int, side: int) -> int:
-    """Visual tokens a window of `num_frames` frames costs at `side`."""
-    h, w = fit_size(height, width, side)
-    return -(-num_frames // TEMPORAL) * (h // FACTOR) * (w // FACTOR)
-
-
 def prepare_video(frames: list[Frame], side: int, device: torch.device | str | None = None) -> VideoInput:
     """Resize, pad to whole frame groups and label. `device` lets the resize run where the
     model is (a GPU resizes a window in well under a millisecond)."""
