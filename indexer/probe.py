@@ -132,13 +132,13 @@ def _probe(path: Path, container, stream, limits: DecodeSettings) -> VideoInfo:
     _check_size(path, first.width, first.height, limits, declared=False)
     origin = origin_s(container)
     span = scan(path.name, container, stream, origin, limits)
+    _check_still(path, container, span)
     if span.cut_s is None:
         # A raw elementary stream (.h264, .hevc) has no timestamps: its times could only be
         # guessed from a nominal rate, and chronoscope's times are data, not guesses.
         raise BadVideo(f"{path.name}: the video has no timestamps, so its duration and times "
                        "are unknown (a raw stream?); put it in a container at its real frame "
                        "rate, e.g. ffmpeg -r 30 -i IN -c copy OUT.mp4")
-    _check_still(path, container, span)
     duration_ms = _duration_ms(path, container, stream, origin, span, limits)
     t = frame_time(first)
     start_ms = max(0, round((t - origin) * 1000)) if t is not None else 0
@@ -228,12 +228,15 @@ def _first_frame(path: Path, container, stream):
 
 
 def _check_still(path: Path, container, span: Span) -> None:
-    """A picture is not a video: one frame and no sound would be indexed as a 0.04 s clip."""
-    if span.video_packets != 1 or span.audio_packets:
-        return
+    """A picture is not a video: one frame and no sound would be indexed as a 0.04 s clip.
+    A single-image format (image2, png_pipe...) is one whatever its packets say; those
+    cannot seek back, so the scan may not have seen its one packet."""
     fmt = container.format.name
+    single = fmt in ("image2", "image2pipe") or fmt.endswith("_pipe")
+    if not single and (span.video_packets != 1 or span.audio_packets):
+        return
     codec = container.streams.video[0].codec_context.name if container.streams.video else None
-    if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng", "webp") or \
+    if single or fmt in ("gif", "apng", "webp") or \
             codec in ("png", "mjpeg", "gif", "webp", "bmp", "tiff", "apng"):
         what = f"a still image ({(codec or fmt).upper()})"
     else:

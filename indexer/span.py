@@ -41,16 +41,15 @@ def scan(name: str, container, stream, origin: Fraction, limits: DecodeSettings)
     horizon = int(limits.max_duration_s + limits.max_gap_s) + 2
     covered = bytearray(horizon)       # any packet starts or lasts in that second
     pictures = bytearray(horizon)      # a video packet starts in that second
-    starts = array("L", bytes(4 * horizon))     # packets starting in that second
+    starts = array("L", [0]) * horizon     # packets starting in that second
     ones = b"\x01" * horizon
     video = audio = outside = 0
     first_outside = data_end = None
     o = float(origin)
     tbs = {s.index: float(s.time_base) for s in container.streams if s.time_base}
     for packet in _packets(container, [stream, *container.streams.audio]):
-        tb = tbs.get(packet.stream_index)
-        if packet.pts is None or tb is None:
-            continue
+        if not packet.size:
+            continue               # the demuxer's end-of-stream marker
         if packet.stream_index == stream.index:
             video += 1
             if video > limits.max_frames:
@@ -59,6 +58,9 @@ def scan(name: str, container, stream, origin: Fraction, limits: DecodeSettings)
                                "into parts or raise the limit")
         else:
             audio += 1
+        tb = tbs.get(packet.stream_index)
+        if packet.pts is None or tb is None:
+            continue
         start = packet.pts * tb - o
         length = min((packet.duration or 0) * tb, limits.max_gap_s)
         data_end = start + length if data_end is None else max(data_end, start + length)
