@@ -19,6 +19,16 @@ class DecodeSettings(BaseModel):
     # corrupt or hostile header, not footage worth decoding.
     max_pixels: int = Field(8192 * 4320, description="most pixels per frame accepted")
     max_dimension: int = Field(8192, description="longest side accepted, px")
+    # Work per upload is bounded whatever a file claims: a timestamp or a duration field is
+    # a number an attacker writes. Times are int32 milliseconds at most (the vector index
+    # keeps them so), far less by default.
+    max_duration_s: float = Field(24 * 3600, gt=0, le=2**31 / 1000 - 1,
+                                  description="longest video accepted, seconds of data")
+    max_frames: int = Field(12_000_000, gt=0, description="most video frames (packets) in "
+                            "one upload: 24 h at 120 fps")
+    max_chunks: int = Field(1000, gt=0, description="most chunks one video is planned as")
+    max_gap_s: float = Field(600.0, gt=0, description="longest stretch with no packets in any "
+                             "stream; the video is indexed up to such a gap")
 
 
 class ChunkSettings(BaseModel):

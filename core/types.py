@@ -28,6 +28,7 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None
     start_ms: int        # presentation time of the first video frame in the file
+    notes: tuple[str, ...] = ()     # what a user should know about the file (a gap cut it)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 
 from core.config import Settings
 from core.errors import BadVideo, ChronoscopeError
+from indexer import damage
 from indexer import signals
 from indexer.plan import ChunkSpan, plan_chunks
-from indexer.probe import probe
+from indexer.probe import check_file, probe
 from store import queries
 from store.db import session_scope
 from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Video
@@ -37,8 +38,7 @@ def add_video(settings: Settings, path: Path, *, tenant: str = "default",
     tenant returns the existing video (a failed one is queued again). `sha256`: the file's
     digest when the caller computed it already (an upload, hashed as it streamed in)."""
     path = Path(path).resolve()
-    if not path.is_file():
-        raise BadVideo(f"{path.name}: file not found")
+    check_file(path)
     digest = sha256 or file_sha256(path)
     try:
         with session_scope(settings) as s:
@@ -71,19 +71,23 @@ def plan(settings: Settings, video_id: str) -> int:
         path = queries.get_video(s, video_id).path
     try:
         info = probe(Path(path), settings.decode)
+        spans = plan_chunks(info.duration_ms, length_ms=round(settings.chunk.length_s * 1000),
+                            max_chunks=settings.decode.max_chunks)
     except BadVideo as e:
         fail(settings, video_id, str(e))
         raise
-    spans = plan_chunks(info.duration_ms, length_ms=round(settings.chunk.length_s * 1000))
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         video.duration_ms, video.width, video.height = info.duration_ms, info.width, info.height
         video.fps, video.video_codec, video.has_audio = info.fps, info.video_codec, info.has_audio
         video.status, video.error = PROCESSING, None
-        video.notes = signals.skipped_notes(settings, info)
+        # Damage found by finished chunks stays said: they are not decoded again.
+        damaged = [n for n in video.notes or [] if n.startswith(damage.PREFIX)]
+        video.notes = signals.skipped_notes(settings, info) + list(info.notes) + damaged
         have = {c.idx: c for c in queries.get_chunks(s, video_id=video_id)}
         if [(c.idx, c.start_ms, c.end_ms) for c in have.values()] != \
            [(c.idx, c.start_ms, c.end_ms) for c in spans]:
+            video.notes = video.notes[:len(video.notes) - len(damaged)]
             # The plan changed (new chunk length): old units no longer line up, start over.
             for table in (Segment, ChunkRun, Chunk):
                 s.execute(delete(table).where(table.video_id == video_id))
@@ -109,18 +113,24 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
         path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
     computed = 0
     context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
-    for signal in signals.enabled(settings, has_audio=has_audio):
-        model_id = signals.model_id(settings, signal)
-        if (signal, model_id) in done:
-            continue
-        segments = signals.run(signal, context)
-        vectors, embed_model = signals.embed(settings, segments)
-        with session_scope(settings) as s:
-            queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
-                                 model_id=model_id, segments=segments, embeddings=vectors,
-                                 embed_model=embed_model)
-        computed += 1
+    with damage.recording() as seen:
+        for signal in signals.enabled(settings, has_audio=has_audio):
+            model_id = signals.model_id(settings, signal)
+            if (signal, model_id) in done:
+                continue
+            segments = signals.run(signal, context)
+            vectors, embed_model = signals.embed(settings, segments)
+            with session_scope(settings) as s:
+                queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
+                                     model_id=model_id, segments=segments, embeddings=vectors,
+                                     embed_model=embed_model)
+            computed += 1
+    note = damage.note(seen, span.start_ms, span.end_ms)
     with session_scope(settings) as s:
+        if note:      # locked: chunks of one video finish in parallel
+            video = s.get(Video, video_id, with_for_update=True)
+            if note not in video.notes:
+                video.notes = [*video.notes, note]
         queries.mark_chunk_done(s, video_id=video_id, chunk_idx=idx)
     return computed
 

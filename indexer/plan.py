@@ -7,6 +7,8 @@ boundary is seen whole by the chunk that owns its start, and by no other.
 
 from dataclasses import dataclass
 
+from core.errors import BadVideo
+
 
 @dataclass(frozen=True)
 class ChunkSpan:
@@ -22,13 +24,20 @@ class ChunkSpan:
         return self.start_ms <= t_ms < self.end_ms
 
 
-def plan_chunks(duration_ms: int, *, length_ms: int) -> list[ChunkSpan]:
+def plan_chunks(duration_ms: int, *, length_ms: int, max_chunks: int | None = None
+                ) -> list[ChunkSpan]:
     """Fixed-length chunks on an absolute grid; the last one is cut at the end of the video.
     The grid depends only on the length setting, so a re-plan of the same video gives the
-    same chunks and resumed work lines up with what is stored."""
+    same chunks and resumed work lines up with what is stored. More than max_chunks is
+    refused before any is made: the work one upload makes is bounded."""
     if duration_ms <= 0:
         return []
     if length_ms <= 0:
         raise ValueError("chunk length must be positive")
+    count = -(-duration_ms // length_ms)
+    if max_chunks is not None and count > max_chunks:
+        raise BadVideo(f"the video would be cut into {count} chunks, more than the limit of "
+                       f"{max_chunks} (CHRONOSCOPE_DECODE__MAX_CHUNKS); raise it or the chunk "
+                       "length (CHRONOSCOPE_CHUNK__LENGTH_S)")
     return [ChunkSpan(i, t, min(t + length_ms, duration_ms))
             for i, t in enumerate(range(0, duration_ms, length_ms))]

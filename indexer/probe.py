@@ -2,6 +2,7 @@
 Every way a file can be unusable ends here as BadVideo with a reason a user can act on."""
 
 import logging
+import stat
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import av
 
 from core.config import DecodeSettings
 from core.errors import BadVideo
+from core.times import clock
 from core.types import VideoInfo
+from indexer.span import Span, end_of_data, gap_notes, scan
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +28,15 @@ def origin_s(container) -> Fraction:
 def open_media(path: Path):
     """Open any media file, or raise BadVideo saying why it cannot be read."""
     path = Path(path)
-    if not path.is_file():
-        raise BadVideo(f"{path.name}: file not found")
-    if path.stat().st_size == 0:
-        raise BadVideo(f"{path.name}: the file is empty (0 bytes); upload it again")
+    check_file(path)
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
         detail = e.strerror or str(e)
-        if isinstance(e, av.error.InvalidDataError) and _looks_like_mp4(path):
+        if isinstance(e, av.error.InvalidDataError) and _looks_like_html(path):
+            hint = ("it is a web page (HTML), not a video; the download probably saved an "
+                    "error or login page: download the video itself")
+        elif isinstance(e, av.error.InvalidDataError) and _looks_like_mp4(path):
             hint = ("the file is truncated: an MP4/MOV whose index (moov box) is missing, "
                     "usually an interrupted upload or recording; upload the complete file")
         elif isinstance(e, av.error.InvalidDataError):
@@ -41,6 +44,31 @@ def open_media(path: Path):
         else:
             hint = "it could not be opened"
         raise BadVideo(f"{path.name}: {hint} ({detail})") from None
+
+
+def check_file(path: Path) -> None:
+    """A path a user gave must be a regular, non-empty file: anything else is named for what
+    it is (a directory, a device such as /dev/zero, a pipe), never read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise BadVideo(f"{path.name}: file not found") from None
+    except OSError as e:
+        raise BadVideo(f"{path.name}: the file cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadVideo(f"{path.name}: is a directory, not a video file; upload a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else \
+            "a pipe" if stat.S_ISFIFO(st.st_mode) else "a socket or special file"
+        raise BadVideo(f"{path.name}: is {kind}, not a regular file; upload a video file")
+    if st.st_size == 0:
+        raise BadVideo(f"{path.name}: the file is empty (0 bytes); upload it again")
+
+
+def _looks_like_html(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<!--")) or b"<html" in head
 
 
 def _looks_like_mp4(path: Path) -> bool:
@@ -103,13 +131,15 @@ def _probe(path: Path, container, stream, limits: DecodeSettings) -> VideoInfo:
     first = _first_frame(path, container, stream)
     _check_size(path, first.width, first.height, limits, declared=False)
     origin = origin_s(container)
-    duration_ms = _duration_ms(path, container, stream, origin)
-    if duration_ms <= 0:
+    span = scan(path.name, container, stream, origin, limits)
+    _check_still(path, container, span)
+    if span.cut_s is None:
         # A raw elementary stream (.h264, .hevc) has no timestamps: its times could only be
         # guessed from a nominal rate, and chronoscope's times are data, not guesses.
         raise BadVideo(f"{path.name}: the video has no timestamps, so its duration and times "
                        "are unknown (a raw stream?); put it in a container at its real frame "
                        "rate, e.g. ffmpeg -r 30 -i IN -c copy OUT.mp4")
+    duration_ms = _duration_ms(path, container, stream, origin, span, limits)
     t = frame_time(first)
     start_ms = max(0, round((t - origin) * 1000)) if t is not None else 0
     rotation = int(first.rotation or 0) % 360
@@ -123,7 +153,7 @@ def _probe(path: Path, container, stream, limits: DecodeSettings) -> VideoInfo:
         video_codec=ctx.name, container=container.format.name,
         has_audio=audio is not None,
         audio_codec=audio.codec_context.name if audio is not None else None,
-        start_ms=start_ms)
+        start_ms=start_ms, notes=gap_notes(span, duration_ms, limits))
 
 
 def frame_time(frame) -> Fraction | None:
@@ -197,12 +227,30 @@ def _first_frame(path: Path, container, stream):
                    "the file is corrupt or its codec is unsupported, " + REENCODE)
 
 
-def _duration_ms(path: Path, container, stream, origin: Fraction) -> int:
-    """From time zero to the end of the last video frame or audio sample, whichever is
-    later (speech may go on after the picture ends). Declared durations are only a hint
-    (some files declare none, a cut file declares more than it has), so the tail of the file
-    is read: one seek and the packets of the last seconds. With no declared duration at all
-    every packet is read (demuxing only, no decoding: seconds even for hours)."""
+def _check_still(path: Path, container, span: Span) -> None:
+    """A picture is not a video: one frame and no sound would be indexed as a 0.04 s clip.
+    A single-image format (image2, png_pipe...) is one whatever its packets say; those
+    cannot seek back, so the scan may not have seen its one packet."""
+    fmt = container.format.name
+    single = fmt in ("image2", "image2pipe") or fmt.endswith("_pipe")
+    if not single and (span.video_packets != 1 or span.audio_packets):
+        return
+    codec = container.streams.video[0].codec_context.name if container.streams.video else None
+    if single or fmt in ("gif", "apng", "webp") or \
+            codec in ("png", "mjpeg", "gif", "webp", "bmp", "tiff", "apng"):
+        what = f"a still image ({(codec or fmt).upper()})"
+    else:
+        what = "a single frame (a still picture)"
+    raise BadVideo(f"{path.name}: the file is {what}, not a video; chronoscope indexes "
+                   "video files")
+
+
+def _duration_ms(path: Path, container, stream, origin: Fraction, span: Span,
+                 limits: DecodeSettings) -> int:
+    """From time zero to the end of the last video frame or audio sample of the span,
+    whichever is later (speech may go on after the picture ends). A declared duration is
+    only a hint: some files declare none, a cut file declares more than it has, a hostile
+    one declares anything."""
     declared = Fraction(container.duration or 0, av.time_base)
     if not declared and stream.duration and stream.time_base:
         declared = stream.duration * stream.time_base
@@ -210,36 +258,15 @@ def _duration_ms(path: Path, container, stream, origin: Fraction) -> int:
     # the span from the start.
     matroska = "matroska" in container.format.name
     declared_end = declared if matroska else origin + declared
-    streams = [stream] + [s for s in container.streams.audio]
-    last: dict = {s.index: [] for s in streams}     # the two latest (pts, duration) per stream
-    try:
-        if declared > 10:
-            # Some way before the end, so that at least two packets follow (a seek to the
-            # very end may land on the last packet alone).
-            target = declared_end - 10
-            container.seek(int(target / stream.time_base), stream=stream, backward=True)
-        else:
-            container.seek(0)
-        for packet in container.demux(streams):
-            if packet.pts is not None:
-                tail = last[packet.stream_index]
-                last[packet.stream_index] = sorted([*tail, (packet.pts, packet.duration or 0)])[-2:]
-    except av.error.FFmpegError as e:
-        log.info("%s: could not read the end of the file: %s", container.name, e)
-    ends = []
-    for s in streams:
-        if last[s.index]:
-            pts, duration = last[s.index][-1]
-            if not duration and len(last[s.index]) == 2:
-                duration = pts - last[s.index][0][0]   # MPEG-TS leaves it out: the last gap
-            ends.append((pts + duration) * s.time_base)
-    if not ends or max(ends) <= origin:
-        return round(declared * 1000)
-    end = max(ends)
+    end = end_of_data(container, stream, origin, span.cut_s, limits.max_gap_s, declared_end)
+    if end is None or end <= origin:
+        return 0
     # Matroska writes its duration when the recording is finished: a file that holds less
     # than it declares was cut short (an interrupted upload or copy).
-    if matroska and declared and declared_end - end > max(2, declared / 50):
+    data_end = max(float(end - origin), span.data_end_s)
+    if matroska and declared and float(declared_end - origin) - data_end > \
+            max(2, float(declared) / 50):
         raise BadVideo(f"{path.name}: the file is truncated (it declares "
                        f"{float(declared_end - origin):.1f} s but its data ends at "
-                       f"{float(end - origin):.1f} s); upload the complete file")
+                       f"{data_end:.1f} s); upload the complete file")
     return round((end - origin) * 1000)

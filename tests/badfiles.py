@@ -75,3 +75,94 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
         "unknown_codec": (unknown, "unsupported video codec"),
         "absurd": (absurd(tmp), "resolution"),
     }
+
+
+# -- hostile inputs (issue 12): times, stills, look-alikes, and what fuzzing mutates ---------
+
+DAY_S = 86400
+
+
+def timed_mkv(tmp: Path, name: str, times_s: list[float], size=(160, 90)) -> Path:
+    """An MKV whose frames sit at exactly these times (pts, not a rate)."""
+    from videos import make_video
+    return make_video(tmp / name, times_s=times_s, fps=10, size=size).path
+
+
+def gap_mkv(tmp: Path) -> Path:
+    """2 s of video, then one frame 30 days later: 2 KB that claims a month."""
+    return timed_mkv(tmp, "gap.mkv", [0, 0.5, 1, 1.5, 2, 30 * DAY_S])
+
+
+def far_frame_mkv(tmp: Path) -> Path:
+    """One frame, at 30 days."""
+    return timed_mkv(tmp, "far.mkv", [30 * DAY_S])
+
+
+def dense_month_mkv(tmp: Path) -> Path:
+    """A frame every 400 s for 30 days: no gap, but times past int32 milliseconds (24.8
+    days) and far past any duration limit."""
+    return timed_mkv(tmp, "month.mkv", [i * 400.0 for i in range(30 * DAY_S // 400 + 1)],
+                     size=(64, 36))
+
+
+def html_after_mp4(tmp: Path) -> Path:
+    path = tmp / "with_html.mp4"
+    path.write_bytes((MEDIA / "his_girl_friday_6s.mp4").read_bytes()
+                     + b"<html><body><script>alert(1)</script></body></html>\n" * 20)
+    return path
+
+
+def html_named_mp4(tmp: Path) -> Path:
+    path = tmp / "download.mp4"
+    path.write_text("<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>"
+                    "<body><h1>Not Found</h1></body></html>\n")
+    return path
+
+
+def still(tmp: Path, fmt: str) -> Path:
+    from PIL import Image
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 160, 3), np.uint8))
+    path = tmp / f"picture.{fmt.lower()}"
+    image.save(path, format=fmt)
+    return path
+
+
+def mutate(data: bytes, ops: list[tuple]) -> bytes:
+    """Apply byte flips ("flip", at, value), cuts ("cut", at) and splices ("splice", src,
+    dst, length: a copy of one stretch over another), positions as fractions of the size."""
+    out = bytearray(data)
+    for op in ops:
+        n = len(out)
+        if n == 0:
+            break
+        if op[0] == "flip":
+            out[min(int(op[1] * n), n - 1)] = op[2]
+        elif op[0] == "cut":
+            del out[max(1, int(op[1] * n)):]
+        else:
+            src, dst = int(op[1] * n), int(op[2] * n)
+            piece = out[src:src + op[3]]
+            out[dst:dst + len(piece)] = piece
+    return bytes(out)
+
+
+def check_media(path: Path, *, max_ms: int = 8000) -> str:
+    """Probe and a bounded decode (the first max_ms of picture and sound). Returns "refused"
+    (a BadVideo or other ChronoscopeError) or "ok" after checking every time is inside the
+    span and increasing; any other exception is a crash and propagates."""
+    from core.errors import ChronoscopeError
+    from indexer.audio import decode_audio
+    from indexer.decode import sample_frames
+    from indexer.probe import probe
+    try:
+        info = probe(path)
+    except ChronoscopeError:
+        return "refused"
+    assert 0 < info.duration_ms <= 24 * 3600 * 1000, info
+    end = min(info.duration_ms, max_ms)
+    times = [f.t_ms for f in sample_frames(path, end_ms=end, max_side=64)]
+    assert times == sorted(set(times)), times
+    assert all(0 <= t <= info.duration_ms for t in times), (times, info.duration_ms)
+    audio = decode_audio(path, end_ms=end) if info.has_audio else np.zeros(0, np.float32)
+    assert len(audio) <= 16 * end + 16, (len(audio), end)
+    return "ok"

@@ -1,3 +1,6 @@
+import pytest
+
+from core.errors import BadVideo
 from indexer.plan import ChunkSpan, plan_chunks
 
 
@@ -23,3 +26,12 @@ def test_read_range_adds_overlap_inside_the_video():
 
 def test_empty_video_has_no_chunks():
     assert plan_chunks(0, length_ms=300_000) == []
+
+
+def test_chunk_count_is_bounded_before_any_is_made():
+    assert len(plan_chunks(300_000 * 10, length_ms=300_000, max_chunks=10)) == 10
+    with pytest.raises(BadVideo, match="11 chunks.*CHRONOSCOPE_DECODE__MAX_CHUNKS"):
+        plan_chunks(300_000 * 10 + 1, length_ms=300_000, max_chunks=10)
+    # 30 days at 1 ms chunks would be billions of spans: refused without building them
+    with pytest.raises(BadVideo):
+        plan_chunks(2_592_000_000, length_ms=1, max_chunks=1000)

@@ -12,7 +12,8 @@ import pytest
 
 from core.config import DecodeSettings
 from core.errors import BadVideo
-from indexer.decode import decode_audio, iter_audio, sample_frames
+from indexer.audio import decode_audio, iter_audio
+from indexer.decode import sample_frames
 from indexer.probe import probe
 from videos import (LONG_EVENT_S, make_audio_only, make_long_video, make_video, mark_colour,
                     read_stamp, tone)
