@@ -118,13 +118,13 @@ def videos(quick: bool = False) -> list[dict]:
     slides = [(0, 4, "Quarterly budget review", (40, 150), f, white, 0),
               (4, 8, "Hiring plan for spring", (40, 150), f, white, 0),
               (8, 12, "Questions and answers", (40, 150), f, white, 0)]
-    clock_n = 8 if quick else 15
+    clock_n = 6 if quick else 15
     clock = [(s, s + 1, f"00:{s:02d}", (250, 150), font(48), white, 0) for s in range(clock_n)]
     scores = ["Home 0 Away 0", "Home 1 Away 0", "Home 1 Away 1", "Home 2 Away 1"]
     counter = [(0, 12, "Championship final", (40, 60), f, white, 0)] + \
         [(3 * i, 3 * i + 3, s, (40, 200), f, white, 0) for i, s in enumerate(scores)]
     boundary = [(3, 10, "Meet the new team", (60, 160), f, dark, 0)]
-    title = [(2, 8, "Big Buck Bunny", (40, 110), font(96, bold=True), (255, 255, 255), 5)]
+    title = [(2, 8, "Big Buck Bunny", (40, 120), font(72, bold=True), (255, 255, 255), 5)]
     out = [
         {"name": "slides", "seconds": 12, "chunk_s": 300, "items": slides, "bg": _gradient(1)},
         {"name": "clock", "seconds": clock_n, "chunk_s": 300, "items": clock, "bg": _gradient(2)},

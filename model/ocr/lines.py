@@ -46,12 +46,13 @@ def keep_line(words: list[str], confs: list[float], settings: Settings) -> bool:
     good = [w for w in words if plausible(w)]
     if len(good) < PLAUSIBLE_SHARE * len(words):
         return False
-    if len(words) > 1:
-        return len(good) >= 2
-    # A lone token has no neighbours to vouch for it: noise reads at middling confidence,
-    # real captions and titles at 85+.
-    word = words[0]
+    # A lone token, or a line of short ones ("et ee"), has no long word to vouch for it:
+    # noise reads so at middling confidence, real captions and titles at 85+.
     lone_floor = (100 + settings.ocr.min_confidence) / 2
+    if len(words) > 1:
+        short = max(len(w) for w in words) < 4
+        return len(good) >= 2 and (not short or min(confs) >= lone_floor)
+    word = words[0]
     number = NUMBER.fullmatch(word.strip(".,;:!?")) is not None and len(word) >= 2
     return confs[0] >= lone_floor and (sum(c.isalpha() for c in word) >= LONE_LETTERS or number)
 
@@ -123,11 +124,15 @@ def read_lines(gray: np.ndarray, settings: Settings, *, origin: tuple[int, int] 
     """The plausible lines in a greyscale picture, in reading order, with their boxes in the
     coordinates of the frame it was cut from (at `origin`, before `scale`). With `rgb` (the
     same picture in colour), a picture where the plain read keeps nothing is read again as
-    binarised variants when it holds light, text-like strokes."""
+    binarised variants when it holds light, text-like strokes and the plain read found no
+    line of several words."""
     out = _tesseract(_resized(Image.fromarray(gray), scale), settings, origin, scale)
-    if not out and rgb is not None:
+    words = sum(len(text.split()) for text, _ in out)
+    # Only a word or two read: a title in display type may be what the plain read missed.
+    if words <= len(out) and rgb is not None:
         for image, k in _variants(rgb, scale):
-            out = _tesseract(_resized(image, k), settings, origin, k)
-            if out:
+            found = _tesseract(_resized(image, k), settings, origin, k)
+            if sum(len(text.split()) for text, _ in found) > words:
+                out = found
                 break
     return sorted(out, key=lambda line: (line[1][1] // 8, line[1][0]))
