@@ -36,8 +36,8 @@ within settings.search.merge_gap_s of it, is nearly as good (score at least MERG
 the moment's best) and is not much longer than the moment's best segment, so a moment grows
 over a phrase split across segments but neither over the unrelated lines next to it nor to
 the minute a slide stays on screen around the sentence that answers. What is left out comes
-back as moments of its own only when fewer than k were found. Screen text joins a moment
-only when on screen at the same time as it (not the adjacent slide or clock reading). A
+back as moments of its own only when fewer than k were found. Screen text joins a moment of
+screen text only when on screen at the same time (not the adjacent slide or clock reading). A
 moment's bounds are those of its segments.
 """
 
@@ -284,10 +284,11 @@ def _rows(settings: Settings, ids: list[int]):
 
 
 def _near(row, g: dict, gap: int) -> bool:
-    """Whether a segment may join a moment. Screen text joins only what is on screen with it
-    (another line of the same slide): the next slide or the next reading of a clock is
-    another text, and must not stretch the bounds of the one that matched."""
-    if row.kind == SCREEN_TEXT or g["items"][0][0].kind == SCREEN_TEXT:
+    """Whether a segment may join a moment. Screen text joins a moment of screen text only
+    when on screen with it (another line of the same slide): the next slide or the next
+    reading of a clock is another text, and must not stretch the bounds of the one that
+    matched. Speech, and screen text beside speech, group within the gap as before."""
+    if row.kind == SCREEN_TEXT and all(t[0].kind == SCREEN_TEXT for t in g["items"]):
         return row.start_ms < g["end"] and row.end_ms > g["start"]
     return row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap
 
