@@ -4,6 +4,7 @@ classes behind one Protocol. Each turns the chunk's media into segments that the
 SIGNALS."""
 
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Protocol
 
@@ -108,10 +109,23 @@ class ScreenText:
         return settings.ocr.max_side     # legible text wants large frames
 
     def run(self, ctx: ChunkContext) -> list[Segment]:
+        # The chunk owns the texts that start in it: one frame before its start shows what
+        # the chunk before owns, and frames past its end are decoded (lazily, at most one
+        # chunk length) only while a text it owns stays on screen, so a text crossing the
+        # boundary is one segment.
         from model import ocr
-        segments = ocr.read_text(ctx.frames(), settings=ctx.settings)
-        return [clip(s, ctx.span.start_ms, ctx.span.end_ms) for s in segments
-                if s.end_ms > ctx.span.start_ms and s.start_ms < ctx.span.end_ms]
+        s, span = ctx.settings, ctx.span
+        step = round(1000 / s.decode.fps)
+        ahead = min(ctx.duration_ms, span.end_ms + round(s.chunk.length_s * 1000))
+
+        def decode(start_ms: int, end_ms: int):
+            return sample_frames(ctx.path, start_ms=start_ms, end_ms=end_ms, fps=s.decode.fps,
+                                 max_side=self.frame_side(s))
+
+        before = decode(max(0, span.start_ms - step), span.start_ms) if span.start_ms else ()
+        frames = chain(before, ctx.frames(), decode(span.end_ms, ahead))
+        return ocr.read_text(frames, settings=s, end_ms=ctx.duration_ms,
+                             own=(span.start_ms, span.end_ms))
 
 
 class VisualCaptions:
@@ -182,11 +196,6 @@ def stored(ctx: ChunkContext, kind: str, *, before: bool = False) -> list[Segmen
         rows = queries.get_segments(s, video_id=ctx.video_id, start_ms=start, end_ms=end,
                                     kinds=[kind])
         return [Segment(r.start_ms, r.end_ms, r.kind, r.text, r.model_id) for r in rows]
-
-
-def clip(seg: Segment, start_ms: int, end_ms: int) -> Segment:
-    return Segment(max(seg.start_ms, start_ms), min(seg.end_ms, end_ms), seg.kind, seg.text,
-                   seg.model_id)
 
 
 def embed(settings: Settings, segments: list[Segment]) -> tuple[np.ndarray | None, str | None]:

@@ -36,8 +36,9 @@ within settings.search.merge_gap_s of it, is nearly as good (score at least MERG
 the moment's best) and is not much longer than the moment's best segment, so a moment grows
 over a phrase split across segments but neither over the unrelated lines next to it nor to
 the minute a slide stays on screen around the sentence that answers. What is left out comes
-back as moments of its own only when fewer than k were found. A moment's bounds are those
-of its segments.
+back as moments of its own only when fewer than k were found. Screen text joins a moment of
+screen text only when on screen at the same time (not the adjacent slide or clock reading). A
+moment's bounds are those of its segments.
 """
 
 import logging
@@ -52,7 +53,7 @@ import numpy as np
 from core.config import Settings
 from core.errors import BadQuery
 from core.times import check_range, seconds
-from core.types import KINDS
+from core.types import KINDS, SCREEN_TEXT
 from search.index import reader
 from search.index.faiss_ops import exact_search
 from search.index.filters import Filter
@@ -282,6 +283,16 @@ def _rows(settings: Settings, ids: list[int]):
         return search_rows.segments_by_id(s, ids=ids)
 
 
+def _near(row, g: dict, gap: int) -> bool:
+    """Whether a segment may join a moment. Screen text joins a moment of screen text only
+    when on screen with it (another line of the same slide): the next slide or the next
+    reading of a clock is another text, and must not stretch the bounds of the one that
+    matched. Speech, and screen text beside speech, group within the gap as before."""
+    if row.kind == SCREEN_TEXT and all(t[0].kind == SCREEN_TEXT for t in g["items"]):
+        return row.start_ms < g["end"] and row.end_ms > g["start"]
+    return row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap
+
+
 def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
     """Moments from scored segments taken best first, and the segments left out as much
     weaker neighbours of a moment."""
@@ -289,8 +300,7 @@ def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
     dropped = []
     for item in sorted(items, key=lambda t: (-t[1], -t[2], t[0].id)):
         row, p = item[0], item[1]
-        near = [g for g in groups if g["video_id"] == row.video_id
-                and row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap]
+        near = [g for g in groups if g["video_id"] == row.video_id and _near(row, g, gap)]
         if not near:
             groups.append({"video_id": row.video_id, "start": row.start_ms, "end": row.end_ms,
                            "best": p, "rrf": item[2], "items": [item]})

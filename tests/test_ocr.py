@@ -14,6 +14,7 @@ from core.config import Settings
 from core.types import SCREEN_TEXT
 from indexer.decode import sample_frames
 from model import ocr
+from model.ocr import reader, tracks
 
 MEDIA = Path(__file__).resolve().parent.parent / ".." / "shared" / "media"
 TIMER = MEDIA / "timer_text_61s.mp4"
@@ -31,25 +32,27 @@ def settings():
 def test_title_and_timer(settings):
     """timer_text_61s.mp4 shows "Example Movie" for all 61 s and a clock below it counting
     00:00 .. 01:00 (checked by eye on saved frames). The title is one segment; the clock is
-    one segment too, not 61 one-second ones."""
+    one reading a second, each with its own interval."""
     segments = ocr.read_text(sample_frames(TIMER, fps=1.0, max_side=448), settings=settings)
     assert all(s.kind == SCREEN_TEXT and s.model_id.startswith("tesseract-") for s in segments)
-    assert len(segments) == 2, segments
     title = next(s for s in segments if _like(s.text, "Example Movie") >= 0.9)
     assert abs(title.start_ms - 0) <= 1000 and abs(title.end_ms - 61_000) <= 1000, title
-    clock = next(s for s in segments if s is not title)
-    assert clock.text == "00:00 … 01:00", clock
-    assert clock.start_ms <= 1000 and clock.end_ms >= 60_000
+    clock = [s for s in segments if s is not title]
+    assert [s.text for s in clock] == [f"{n // 60:02d}:{n % 60:02d}" for n in range(61)]
+    assert all((s.start_ms, s.end_ms) == (n * 1000, n * 1000 + 1000) for n, s in enumerate(clock))
 
 
 def test_a_chunk_in_the_middle(settings):
-    """Frames from 20 s to 30 s: times stay absolute, the end is clamped to the chunk."""
-    frames = sample_frames(TIMER, start_ms=20_000, end_ms=30_000, fps=1.0, max_side=448)
-    segments = ocr.read_text(frames, settings=settings, end_ms=30_000)
-    title = next(s for s in segments if _like(s.text, "Example Movie") >= 0.9)
-    assert (title.start_ms, title.end_ms) == (20_000, 30_000)
-    clock = next(s for s in segments if s is not title)
-    assert clock.text == "00:20 … 00:29" and (clock.start_ms, clock.end_ms) == (20_000, 30_000)
+    """A chunk from 20 s to 30 s with a look-back frame and look-ahead: times stay absolute,
+    the title (on screen before 20 s) belongs to the chunk before, and the look-ahead stops
+    once the last reading the chunk owns (00:29) has left."""
+    frames = sample_frames(TIMER, start_ms=19_000, end_ms=45_000, fps=1.0, max_side=448)
+    seen = []
+    segments = ocr.read_text((seen.append(f.t_ms) or f for f in frames), settings=settings,
+                             own=(20_000, 30_000))
+    assert [s.text for s in segments] == [f"00:{n}" for n in range(20, 30)]
+    assert (segments[0].start_ms, segments[-1].end_ms) == (20_000, 30_000)
+    assert max(seen) <= 31_000     # a frame or two past the chunk, not the whole look-ahead
 
 
 # (from s, to s, text, where, colour): light on a gradient, then dark on a light band on top.
@@ -94,8 +97,8 @@ def slides(tmp_path_factory) -> Path:
 
 def test_drawn_text_intervals(slides, settings, monkeypatch):
     reads = []
-    real = ocr.read_lines
-    monkeypatch.setattr(ocr, "read_lines", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = reader.read_lines
+    monkeypatch.setattr(reader, "read_lines", lambda *a, **k: reads.append(1) or real(*a, **k))
     segments = ocr.read_text(sample_frames(slides, fps=1.0, max_side=448), settings=settings)
     assert len(segments) == len(SHOWN), segments
     for (start, end, text, _, _), seg in zip(SHOWN, segments):
@@ -119,11 +122,11 @@ def test_blank_and_noise_frames_give_no_text(settings):
     assert ocr.read_text(frames, settings=settings) == []
 
 
-def test_counter_and_fuzzy_matching():
-    track = ocr._Track(0, 0, (10, 10, 60, 30), ["00:59"])
-    assert track.matches("01:00", (11, 10, 61, 30)) > 0        # a clock ticking on
-    assert track.matches("01:00", (300, 200, 350, 220)) == 0   # same shape elsewhere: not it
-    line = ocr._Track(0, 0, (0, 0, 300, 30), ["Quarterly budget review"])
+def test_readings_and_fuzzy_matching():
+    track = tracks.Track(0, 0, (10, 10, 60, 30), ["00:59"])
+    assert track.matches("01:00", (11, 10, 61, 30)) == 0       # a clock ticking: a new reading
+    assert track.matches("00:59", (11, 10, 61, 30)) > 0
+    line = tracks.Track(0, 0, (0, 0, 300, 30), ["Quarterly budget review"])
     assert line.matches("Quarterly budqet reviev", (0, 0, 300, 30)) > 0   # OCR noise
     assert line.matches("Send the report to finance", (0, 0, 300, 30)) == 0
     line.readings += ["Quarterly budqet reviev", "Quarterly budget review"]
