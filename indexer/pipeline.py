@@ -81,6 +81,7 @@ def plan(settings: Settings, video_id: str) -> int:
         video.fps, video.video_codec, video.has_audio = info.fps, info.video_codec, info.has_audio
         video.status, video.error = PROCESSING, None
         video.notes = signals.skipped_notes(settings, info)
+        video.captions = bool(settings.qwen.model)     # the plan's one record of it
         have = {c.idx: c for c in queries.get_chunks(s, video_id=video_id)}
         if [(c.idx, c.start_ms, c.end_ms) for c in have.values()] != \
            [(c.idx, c.start_ms, c.end_ms) for c in spans]:
