@@ -1,8 +1,10 @@
 """What remains to do for a video, read from the database (the source of truth), and how
 each unit of work reaches a queue.
 
-plan -> one `index_chunk` per chunk (cpu queue: decode, speech, OCR) -> with Qwen3-VL
-configured, one `caption_chunk` per chunk (gpu queue) -> `finalize` -> `notify` (webhook).
+plan -> one `index_chunk` per chunk (cpu queue: decode, speech, OCR) -> when the video's
+plan has captions (`videos.captions`, set by plan), one `caption_chunk` per chunk (gpu
+queue) -> `finalize` -> `notify` (webhook). Plain functions: the Celery app sits above this
+module and this module never imports it.
 No chord and no result backend: the task that completes the last unit sees it in the
 database and sends `finalize`, so a broker that forgets everything loses nothing that
 `reconcile` cannot rebuild from the rows.
