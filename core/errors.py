@@ -7,6 +7,10 @@ ChronoscopeError
 ├── NotFound          no such video
 ├── ModelUnavailable  weights could not be resolved; the message says how to provide them
 └── TransientError    worth a retry (database or broker hiccup)
+
+Driver errors are mapped to these at the boundary that knows them: database outages in
+store.db (session_scope, get_engine, ping), broker outages in workers.broker. The API answers
+TransientError with 503 and Retry-After; Celery tasks retry it with backoff.
 """
 
 
