@@ -47,7 +47,9 @@ def test_bad_files_fail_clearly_and_good_ones_still_index(media, tmp_path):
     # the failed videos are recorded with their reasons
     listed = json.loads(run(tmp_path / "home", "list", "--json").stdout)
     failed = [v for v in listed if v["status"] == "failed"]
-    assert len(failed) == 6 and all(v["error"] for v in failed)
+    # an empty or missing path is refused before a video exists: nothing to record
+    assert len(failed) == 5 and all(v["error"] for v in failed)
+    assert "empty.mp4" not in {v["filename"] for v in failed}
     # a human run prints one error line per bad file and no traceback
     human = run(tmp_path / "home2", "index", str(bad["empty"][0]), check=False)
     assert human.returncode == 1 and human.stderr.startswith("error: empty.mp4: ")
