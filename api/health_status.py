@@ -3,7 +3,7 @@
 The checks (database `SELECT 1` on its own one-connection engine, broker ping) run in one
 dedicated thread, not in the threadpool that sync routes share, and their result is kept:
 a probe gets the last result at once and, when it is older than FRESH_S, starts a new check
-in the background. Only a probe that finds no result, or one older than STALE_S (the check
+in the background (the server also checks every FRESH_S on its own: `keep_fresh`). Only a probe that finds no result, or one older than STALE_S (the check
 thread is stuck), waits for a check, at most CHECK_TIMEOUT_S.
 """
 
@@ -16,7 +16,7 @@ from core.errors import TransientError
 from store import db
 
 FRESH_S = 1.0
-STALE_S = 10.0
+STALE_S = 30.0
 CHECK_TIMEOUT_S = 2.0
 
 
@@ -64,6 +64,12 @@ class HealthStatus:
         except asyncio.TimeoutError:
             return {"status": "degraded", "database": f"down: no answer in "
                     f"{CHECK_TIMEOUT_S:g} s", "broker": "unknown"}
+
+    async def keep_fresh(self) -> None:
+        """Check every FRESH_S, so a probe after a quiet spell finds a recent result."""
+        while True:
+            await self.current()
+            await asyncio.sleep(FRESH_S)
 
     def _store(self, future: asyncio.Future) -> None:
         self._pending = None

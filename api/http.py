@@ -7,6 +7,7 @@ configured; without one (the embedded default) the same steps run in a backgroun
 this process, tenants taking turns (workers/inline.py). HTTP status codes are chosen here and in the routes, nowhere below.
 """
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -28,12 +29,14 @@ RETRY_AFTER_S = 5
 async def _lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     get_engine(settings)        # migrates the database to head before the first request
+    fresh = asyncio.create_task(app.state.health.keep_fresh())
     if not settings.broker_url:
         from workers import flow
         # Embedded mode: finish what a previous run of this server left unfinished.
         for video_id in flow.unfinished(settings):
             app.state.runner.submit(video_id)
     yield
+    fresh.cancel()
     app.state.runner.close()
     app.state.health.close()
 
