@@ -83,8 +83,11 @@ def get_media_video(video_id: VideoIdPath, settings: SettingsDep, api: ApiSettin
                     ) -> Video:
     """The media endpoint takes an API key like every other, or the signed token that a
     video's `media_url` carries (for players)."""
-    if token is not None and media_token_ok(server_secret(settings, api), video_id, token):
-        return queries.get_video(session, video_id)
+    if token is not None:
+        video = queries.find_video(session, video_id=video_id)
+        if video is not None and media_token_ok(server_secret(settings, api), video.id,
+                                                video.tenant, token):
+            return video
     key = _presented_key(bearer, header)
     if token is not None and not key:
         raise _unauthorized("the media token is invalid or has expired; fetch the video "

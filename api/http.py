@@ -4,21 +4,22 @@
 Every /v1 request carries an API key, and a key belongs to a tenant: another tenant's video
 is a 404, never a 403, so ids cannot be probed. Indexing goes to Celery when a broker is
 configured; without one (the embedded default) the same steps run in a background thread of
-this process. HTTP status codes are chosen here and in the routes, nowhere below.
+this process, tenants taking turns (workers/inline.py). HTTP status codes are chosen here and in the routes, nowhere below.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
+from api.health_status import HealthStatus
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import health, media, search, videos
 from core.config import ApiSettings, Settings, get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound, TransientError
 from store.db import get_engine
+from workers.inline import InlineRunner
 
 # Seconds a client should wait before retrying after a database or broker outage.
 RETRY_AFTER_S = 5
@@ -28,13 +29,16 @@ RETRY_AFTER_S = 5
 async def _lifespan(app: FastAPI):
     settings: Settings = app.state.settings
     get_engine(settings)        # migrates the database to head before the first request
+    fresh = asyncio.create_task(app.state.health.keep_fresh())
     if not settings.broker_url:
         from workers import flow
         # Embedded mode: finish what a previous run of this server left unfinished.
         for video_id in flow.unfinished(settings):
-            app.state.executor.submit(flow.run_inline, settings, video_id)
+            app.state.runner.submit(video_id)
     yield
-    app.state.executor.shutdown(wait=False, cancel_futures=True)
+    fresh.cancel()
+    app.state.runner.close()
+    app.state.health.close()
 
 
 def _error(status: int, headers: dict | None = None):
@@ -49,8 +53,9 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app = FastAPI(title="chronoscope", version="0.1.0", lifespan=_lifespan,
                   summary="Search hours-long video to the second.")
     app.state.settings, app.state.api_settings = settings, api_settings or settings.api
-    app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer")
+    app.state.runner = InlineRunner(settings)     # embedded mode: tenants take turns
     app.state.metrics = Metrics(app)
+    app.state.health = HealthStatus(settings)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(NotFound, _error(404))
     app.add_exception_handler(BadInput, _error(422))
@@ -58,7 +63,7 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.add_exception_handler(TransientError,
                               _error(503, {"Retry-After": str(RETRY_AFTER_S)}))
     app.include_router(health.router)
-    app.mount("/static", StaticFiles(directory=health.WEB), name="static")
+    app.mount("/static", health.PageFiles(directory=health.WEB), name="static")
     for routes in (videos, search, media):
         app.include_router(routes.router)
     return app

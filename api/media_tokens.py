@@ -1,6 +1,8 @@
 """Signed media URLs. An HTML5 <video> cannot send an Authorization header, so the API hands
 out media URLs that carry a short-lived HMAC token instead of the key (which would then leak
-into logs)."""
+into logs). The token is bound to the video and its tenant, and lives
+`api.media_url_ttl_s` (15 min by default): the page fetches a fresh media_url with the
+video, so a leaked link stops playing soon."""
 
 import hashlib
 import hmac
@@ -34,13 +36,14 @@ def _stored_secret(home: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
-def media_token(secret: bytes, video_id: str, expires: int) -> str:
-    mac = hmac.new(secret, f"{video_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+def media_token(secret: bytes, video_id: str, tenant: str, expires: int) -> str:
+    mac = hmac.new(secret, f"media.{video_id}.{tenant}.{expires}".encode(),
+                   hashlib.sha256).hexdigest()
     return f"{expires}.{mac}"
 
 
-def media_token_ok(secret: bytes, video_id: str, token: str) -> bool:
+def media_token_ok(secret: bytes, video_id: str, tenant: str, token: str) -> bool:
     expires, _, _mac = token.partition(".")
     if not expires.isdigit() or int(expires) < time.time():
         return False
-    return hmac.compare_digest(media_token(secret, video_id, int(expires)), token)
+    return hmac.compare_digest(media_token(secret, video_id, tenant, int(expires)), token)

@@ -32,7 +32,8 @@ def videos_out(request: Request, session: Session, videos: list[Video]) -> list[
     now = datetime.now(timezone.utc)
     return [{**video_json(v), "size_bytes": v.size_bytes, "eta_s": eta_s(v, now),
              "signals": signals[v.id],
-             "media_url": f"/v1/videos/{v.id}/media?token={media_token(secret, v.id, expires)}"}
+             "media_url": f"/v1/videos/{v.id}/media?token="
+                          f"{media_token(secret, v.id, v.tenant, expires)}"}
             for v in videos]
 
 

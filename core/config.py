@@ -98,7 +98,8 @@ class ApiSettings(BaseModel):
     max_upload_mb: float = Field(8192, gt=0, description="largest accepted upload, MiB")
     secret: str = Field("", description="signs media URLs; empty = a random one kept in the "
                         "data directory (every API replica must share it)")
-    media_url_ttl_s: int = Field(6 * 3600, gt=0, description="how long a media URL plays")
+    # Short: a media URL plays without a key; the page fetches a fresh one with the video.
+    media_url_ttl_s: int = Field(15 * 60, gt=0, description="how long a media URL plays")
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_hosts: str = Field("", description="comma-separated hosts webhooks may call; "
                                "empty = any (set it where users are not trusted)")
@@ -140,6 +141,10 @@ class WorkerSettings(BaseModel):
     reconcile_min_age_s: float = Field(30.0, ge=0)
     max_retries: int = Field(6, ge=0)
     retry_backoff_max_s: int = Field(300, gt=0)
+    # Fairness on the broker: a video has at most this many chunk tasks queued or running,
+    # so another tenant's upload waits behind a few chunks, never behind a whole long video.
+    chunk_window: int = Field(4, ge=1, description="chunk tasks of one video in the queues "
+                              "at once; each finished chunk sends the next")
 
 
 class Settings(BaseSettings):

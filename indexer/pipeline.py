@@ -80,6 +80,7 @@ def plan(settings: Settings, video_id: str) -> int:
         video = queries.get_video(s, video_id)
         video.duration_ms, video.width, video.height = info.duration_ms, info.width, info.height
         video.fps, video.video_codec, video.has_audio = info.fps, info.video_codec, info.has_audio
+        video.container = info.container     # what the media route serves it as
         video.status, video.error = PROCESSING, None
         # Damage found by finished chunks stays said: they are not decoded again.
         damaged = [n for n in video.notes or [] if n.startswith(damage.PREFIX)]
@@ -119,6 +120,7 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
             model_id = signals.model_id(settings, signal)
             if (signal, model_id) in done:
                 continue
+            _still_there(settings, video_id)     # deleted meanwhile: stop at this unit
             segments = signals.run(signal, context)
             vectors, embed_model = signals.embed(settings, segments)
             with session_scope(settings) as s:
@@ -134,6 +136,12 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
                 video.notes = [*video.notes, note]
         queries.mark_chunk_done(s, video_id=video_id, chunk_idx=idx)
     return computed
+
+
+def _still_there(settings: Settings, video_id: str) -> None:
+    """NotFound once the video is deleted: its running work stops at the next unit."""
+    with session_scope(settings) as s:
+        queries.get_video(s, video_id)
 
 
 def finalize(settings: Settings, video_id: str) -> None:

@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from core.errors import TransientError
+from store.pool import engine_options, starved_as_transient
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _engines: dict[str, Engine] = {}
+_health_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 MIGRATE_LOCK_KEY = 0x6368726F6E6F  # Postgres advisory lock id ("chrono")
 # An outage or a hiccup, not a bug: worth a retry. (IntegrityError is not here: callers
@@ -33,9 +35,11 @@ DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeo
 
 @contextmanager
 def transient_errors() -> Iterator[None]:
-    """Database outages as TransientError, with the driver's error as the cause."""
+    """Database outages as TransientError, with the driver's error as the cause; a starved
+    pool says so (busy, not down)."""
     try:
-        yield
+        with starved_as_transient():
+            yield
     except DATABASE_DOWN as e:
         raise TransientError(f"the database is unavailable: {type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
@@ -57,10 +61,11 @@ def get_engine(settings: Settings) -> Engine:
         if url not in _engines:
             if url.startswith("sqlite"):
                 settings.home.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, connect_args={"timeout": 30})
+                engine = create_engine(url, connect_args={"timeout": 30},
+                                       **engine_options(settings))
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                engine = create_engine(url, pool_pre_ping=True)
+                engine = create_engine(url, **engine_options(settings))
             migrate(engine)
             _engines[url] = engine
         return _engines[url]
@@ -99,7 +104,25 @@ def session_scope(settings: Settings) -> Iterator[Session]:
             yield session
 
 
-def ping(settings: Settings) -> None:
-    """Raise TransientError unless the database answers."""
-    with transient_errors(), get_engine(settings).connect() as conn:
+def ping(settings: Settings, *, timeout_s: float = 2.0) -> None:
+    """Raise TransientError unless the database answers, within about `timeout_s`. Its own
+    one-connection engine, never migrated: a health check must not queue behind the
+    requests that share the main pool, nor run a migration."""
+    with transient_errors(), _health_engine(settings, timeout_s).connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def _health_engine(settings: Settings, timeout_s: float) -> Engine:
+    url = settings.db_url
+    if not engine_options(settings):        # SQLite in memory: only the one engine sees it
+        return get_engine(settings)
+    with _lock:
+        if url not in _health_engines:
+            if url.startswith("sqlite"):
+                args = {"timeout": timeout_s}
+            else:
+                args = {"connect_timeout": max(1, round(timeout_s))}
+            _health_engines[url] = create_engine(url, pool_size=1, max_overflow=0,
+                                                 pool_timeout=timeout_s, pool_pre_ping=True,
+                                                 connect_args=args)
+        return _health_engines[url]

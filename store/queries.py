@@ -161,3 +161,18 @@ def get_segments(session: Session, *, video_id: str, start_ms: int | None = None
 def get_summaries(session: Session, *, video_id: str) -> Sequence[Summary]:
     return session.scalars(select(Summary).where(Summary.video_id == video_id)
                            .order_by(Summary.kind, Summary.idx)).all()
+
+
+def dispatch_window(session: Session, video: Video, *, window: int) -> list[int]:
+    """Chunks to send now so that at most `window` of the video's unfinished chunks are out,
+    in index order; records them as sent. Lock the video row first (chunks finishing
+    together must not both send the same next chunk)."""
+    chunks = get_chunks(session, video_id=video.id)
+    not_done = [c.idx for c in chunks if c.done_at is None]
+    if len(not_done) == len(chunks):
+        video.chunks_sent = 0                # nothing finished: a new plan starts over
+    out = sum(1 for i in not_done if i < video.chunks_sent)
+    new = [i for i in not_done if i >= video.chunks_sent][:max(0, window - out)]
+    if new:
+        video.chunks_sent = new[-1] + 1
+    return new

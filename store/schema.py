@@ -47,6 +47,14 @@ class Video(Base):
     captions: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Chunks sent to the broker so far, in index order (workers/flow.py: the window).
+    chunks_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # PyAV's name for the probed container (migration 0006): what the media is served as.
+    container: Mapped[str | None] = mapped_column(String(64))
+    # The in-process run that indexes it ("host:pid") and its last sign of life; NULL on
+    # Celery workers (reconcile recovers those). See store/leases.py.
+    owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -245,6 +246,7 @@ def test_caption_units_go_to_the_gpu_queue(sqlite_settings, tmp_path, media):
     with session_scope(s) as sess:
         v = queries.get_video(sess, vid)
         v.status, v.chunks_total, v.captions = PROCESSING, 2, True   # as plan leaves it
+        v.chunks_sent = 2                                             # and advance
         sess.add_all([Chunk(video_id=vid, idx=0, start_ms=0, end_ms=3000, done_at=utcnow()),
                       Chunk(video_id=vid, idx=1, start_ms=3000, end_ms=6000)])
     try:
@@ -317,3 +319,35 @@ def test_compose_file_describes_the_service():
             return
     if os.environ.get("CI"):
         pytest.fail("no Compose client to validate docker-compose.yml: run tests/web/setup.sh")
+
+
+def test_another_tenants_short_video_finishes_while_a_long_one_runs_and_delete_stops_it(
+        cluster, reference, media):
+    """A window of chunks per video on the broker: tenant B's 6 s clip does not wait behind
+    tenant A's 31 chunks. DELETE of A then stops its work: nothing more is sent, what was
+    queued drains as no-ops."""
+    long_clip = "timer_text_61s.mp4"
+    alpha, beta = cluster.client("long"), cluster.client("short")
+    with open(media / long_clip, "rb") as f:
+        r = alpha.post("/v1/videos", files={"file": (long_clip, f, "video/mp4")})
+    assert r.status_code == 202, r.text
+    long_id = r.json()["id"]
+    wait_for(lambda: cluster.video(long_id).chunks_done >= 1, timeout=120,
+             what="the long video's first chunk", interval=0.2)
+    short_id = upload(beta, media)
+    assert cluster.wait_done(short_id).status == READY
+    long_video = cluster.video(long_id)
+    assert long_video.status == PROCESSING and long_video.chunks_total == 31
+    assert long_video.chunks_done < long_video.chunks_total - 10
+    app = flow.broker.producer(BROKER)
+    window = cluster.settings.worker.chunk_window
+    assert len({u for u in flow.queued_units(app) if u.video_id == long_id}) <= window
+
+    assert alpha.delete(f"/v1/videos/{long_id}").status_code == 204
+
+    def drained() -> bool:
+        return not {u for u in flow.queued_units(app) | flow.worker_units(app)
+                    if u.video_id == long_id}
+    wait_for(drained, timeout=60, what="the deleted video's tasks to drain", interval=0.5)
+    time.sleep(4)                              # two reconcile intervals: still nothing
+    assert drained()

@@ -59,18 +59,22 @@ def gpu_settings(settings: Settings) -> Settings:
 
 
 def remaining(session, video: Video) -> list[Unit]:
-    """The units a video still needs, from its rows alone (captions: if its plan has them)."""
+    """The units a video still needs, from its rows alone (captions: if its plan has them).
+    Chunks: only those already sent (the window, see `fill_window`); none sent yet, the
+    first one, so a plan that died before sending is picked up."""
     if video.status == QUEUED:
         return [Unit(PLAN, video.id)]
     if video.status != PROCESSING:
         return []
     chunks = queries.get_chunks(session, video_id=video.id)
-    todo = [Unit(CHUNK, video.id, c.idx) for c in chunks if c.done_at is None]
+    not_done = [c.idx for c in chunks if c.done_at is None]
+    sent = [i for i in not_done if i < video.chunks_sent] or not_done[:1]
+    todo = [Unit(CHUNK, video.id, i) for i in sent]
     if video.captions:
         captioned = queries.captioned_chunks(session, video_id=video.id)
         todo += [Unit(CAPTION, video.id, c.idx) for c in chunks
                  if c.done_at is not None and c.idx not in captioned]
-    return todo or [Unit(FINALIZE, video.id)]
+    return todo or ([] if not_done else [Unit(FINALIZE, video.id)])
 
 
 def status(settings: Settings, video_id: str) -> str | None:
@@ -91,9 +95,26 @@ def send(app: Celery, unit: Unit) -> bool:
 
 
 def advance(settings: Settings, app: Celery, video_id: str) -> list[Unit]:
-    """After plan: send every unit the video still needs (all chunks on a first run, the
-    unfinished ones on a resume)."""
-    units = _remaining(settings, video_id)
+    """After plan: fill the window with the first chunks, and send again what was out
+    before (a resume: those messages may be lost) or finalize when all is done."""
+    sent = fill_window(settings, app, video_id)
+    units = [u for u in _remaining(settings, video_id) if u not in sent]
+    for unit in units:
+        send(app, unit)
+    return sent + units
+
+
+def fill_window(settings: Settings, app: Celery, video_id: str) -> list[Unit]:
+    """Send the next chunks, so that `worker.chunk_window` of the video's are out: one
+    tenant's long video never stands in front of another's in the queue by more than a
+    window. Under the video's row lock, and only while it is still processing: after a
+    DELETE nothing more is sent."""
+    with session_scope(settings) as s:
+        video = s.get(Video, video_id, with_for_update=True)
+        if video is None or video.status != PROCESSING:
+            return []
+        units = [Unit(CHUNK, video_id, i) for i in queries.dispatch_window(
+            s, video, window=settings.worker.chunk_window)]
     for unit in units:
         send(app, unit)
     return units
@@ -101,10 +122,12 @@ def advance(settings: Settings, app: Celery, video_id: str) -> list[Unit]:
 
 def after_chunk(settings: Settings, app: Celery, video_id: str, idx: int, *,
                 captioned: bool) -> None:
-    """After one chunk's CPU signals (captioned=False) or its captions (True): caption it
-    next, or, when it was the last unit, finalize. Runs after the chunk's commit, so of two
-    chunks finishing together the later one always sees both done (both may: finalize is
-    idempotent)."""
+    """After one chunk's CPU signals (captioned=False) or its captions (True): the next chunk
+    of the window, caption this one next, or, when it was the last unit, finalize. Runs
+    after the chunk's commit, so of two chunks finishing together the later one always sees
+    both done (both may: finalize is idempotent)."""
+    if not captioned:
+        fill_window(settings, app, video_id)
     with session_scope(settings) as s:
         video = queries.find_video(s, video_id=video_id)
         captions = video is not None and video.captions
@@ -151,20 +174,6 @@ def announce(settings: Settings, app: Celery | None, video_id: str, new_status: 
             broker.send_task(app, NOTIFY, (video_id, new_status))
         except TransientError:
             log.exception("could not queue the %s webhook of %s", new_status, video_id)
-
-
-def run_inline(settings: Settings, video_id: str) -> None:
-    """The embedded mode (no broker): the same steps in this process, then the webhook."""
-    from indexer import pipeline
-    try:
-        pipeline.index_video(settings, video_id)
-    except NotFound:
-        return
-    except Exception:
-        log.exception("indexing %s failed", video_id)   # index_video marked it failed
-        announce(settings, None, video_id, "failed")
-        return
-    announce(settings, None, video_id, "ready")
 
 
 def unfinished(settings: Settings) -> list[str]:

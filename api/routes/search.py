@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from pydantic import StringConstraints
 
 from api.deps import VIDEO_ID, SessionDep, SettingsDep, TenantDep
+from api.limits import SearchSlot
 from api.schemas import Kinds, SearchOut, Seconds, errors
 from core.times import check_range, to_ms
 from store import queries
@@ -15,7 +16,9 @@ VideoIds = Annotated[list[Annotated[str, StringConstraints(pattern=VIDEO_ID)]] |
                      Query(description="video ids")]
 
 
-@router.get("/v1/search", response_model=SearchOut, responses=errors(401, 422))
+# SearchSlot first: a search waits for its slot before it takes a thread or a connection.
+@router.get("/v1/search", response_model=SearchOut, responses=errors(401, 422, 503),
+            dependencies=[SearchSlot])
 def search(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
            q: Annotated[str, Query(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
                                    description="what to find, in plain words")],

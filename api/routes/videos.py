@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api.captions import render
@@ -36,7 +36,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 
-def _webhook_url(raw: str | None, allowed_hosts: str) -> str | None:
+def _webhook_url(raw: str | None, allowed_hosts: str, *, allow_private: bool) -> str | None:
     if raw is None or not raw.strip():
         return None
     if not raw.strip().isprintable():
@@ -48,16 +48,23 @@ def _webhook_url(raw: str | None, allowed_hosts: str) -> str | None:
     if allowed and (parts.hostname or "").lower() not in allowed:
         raise BadInput(f"webhook_url host {parts.hostname!r} is not allowed here; allowed: "
                        f"{', '.join(sorted(allowed))}")
+    # Private, loopback, link-local and metadata targets are refused here (400) and again
+    # at send time, where DNS may answer otherwise.
+    from workers import egress
+    try:
+        egress.check(raw.strip(), allow_private=allow_private)
+    except BadInput as e:
+        raise HTTPException(400, str(e)) from None
     return raw.strip()
 
 
 def _submit(request: Request, settings: Settings, video_id: str) -> None:
     """Index in the background: on the workers with a broker, else in this process."""
-    from workers import broker, flow
     if settings.broker_url:
+        from workers import broker, flow
         flow.send(broker.producer(settings.broker_url), flow.Unit(flow.PLAN, video_id))
     else:
-        request.app.state.executor.submit(flow.run_inline, settings, video_id)
+        request.app.state.runner.submit(video_id)
 
 
 def _store_upload(settings: Settings, upload, tenant: str) -> Path:
@@ -75,17 +82,21 @@ def _store_upload(settings: Settings, upload, tenant: str) -> Path:
 @router.post("", response_model=VideoOut, status_code=202, openapi_extra=UPLOAD_BODY,
              responses={200: {"model": VideoOut, "description": "this tenant already has "
                               "the same content: the existing video"},
-                        **errors(401, 413, 415, 422)})
+                        **errors(400, 401, 413, 415, 422)})
 def upload_video(upload: UploadDep, tenant: TenantDep, settings: SettingsDep,
                  response: Response, request: Request) -> dict:
     """Upload a video (multipart, streamed to disk). It is indexed in the background:
     poll GET /v1/videos/{id} or pass a webhook_url."""
     from indexer import pipeline
-    from indexer.probe import probe
+    from indexer.probe import check_file, probe
+    # allow_private from the settings the workers send with, so what is accepted here is
+    # what they will call.
     webhook = _webhook_url(upload.fields.get("webhook_url"),
-                           request.app.state.api_settings.webhook_hosts)
+                           request.app.state.api_settings.webhook_hosts,
+                           allow_private=settings.api.webhook_allow_private)
     request.app.state.metrics.upload_bytes.inc(upload.size)
     try:
+        check_file(upload.path)              # empty: its own message
         probe(upload.path, settings.decode)  # refuse what can never be indexed, right away
     except BadInput as e:
         raise BadInput(str(e).replace(upload.path.name, upload.filename)) from None
