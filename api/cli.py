@@ -1,5 +1,7 @@
 """The `chronoscope` command line. With --json a command prints only JSON on stdout; errors
-go to stderr as one line and the exit code is non-zero, never a traceback."""
+go to stderr as one line and the exit code is non-zero, never a traceback. Each command
+imports what it needs (a search must not pay for torch or for the models of
+indexing: tests/test_cli_fast.py)."""
 
 import json
 import logging
@@ -13,7 +15,6 @@ import typer
 from core.config import get_settings
 from core.errors import BadInput, BadQuery, ChronoscopeError, NotFound
 from core.times import check_range, clock, to_ms
-from store.serialize import video_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Make hours-long video searchable to the second.")
@@ -42,6 +43,7 @@ def _emit(obj, as_json: bool, human: str) -> None:
 def _load_video(video_id: str) -> dict:
     from store import queries
     from store.db import session_scope
+    from store.serialize import video_json
     with session_scope(get_settings()) as s:
         return video_json(queries.get_video(s, video_id))
 
@@ -130,6 +132,7 @@ def list_(as_json: JsonOpt = False) -> None:
     """Every video, oldest first."""
     from store import queries
     from store.db import session_scope
+    from store.serialize import video_json
     with session_scope(get_settings()) as s:
         videos = [video_json(v) for v in queries.list_videos(s)]
     human = "\n".join(f"{v['id']}  {v['status']:<10} {v['duration'] or 0:>9.3f} s  "

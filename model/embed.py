@@ -6,15 +6,20 @@ Backends sit behind a small Protocol and are chosen by settings.embed.model:
   queries get the instruction prompt it was trained with;
 - Qwen3-VL-Embedding (config model_type qwen3_vl) through transformers, text side: the
   instruction as the system turn, the last token (<|endoftext|>) pooled, L2-normalised.
-Each model is loaded lazily, once per process (model.base)."""
+Queries of a BERT sentence-transformers model (MiniLM included) run on the same weights in
+numpy (model.minilm_numpy): a command-line search then imports no torch. Documents keep the
+sentence-transformers backend (batched indexing). Each model is resolved lazily, once per
+process (model.base), and each backend is loaded on its first use."""
 
 import json
+import threading
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from core.config import Settings, get_settings
+from model import minilm_numpy
 from model.base import InferenceModel, device, dtype, model_id as provenance
 from model.resolve import Source, name_of, resolve
 
@@ -146,16 +151,31 @@ def _backend_for(path: Path) -> Backend:
 
 
 class Embedder(InferenceModel):
-    backend: Backend
+    path: Path
 
     @staticmethod
     def key(settings: Settings) -> tuple:
         return settings.embed.model, str(settings.model_cache)
 
     def load(self, settings: Settings) -> None:
-        path = resolve(settings.embed.model, SOURCE, cache_dir=settings.model_cache)
-        self.backend = _backend_for(path)
-        self.model_id = provenance(name_of(settings.embed.model, SOURCE), path)
+        self.path = resolve(settings.embed.model, SOURCE, cache_dir=settings.model_cache)
+        self.model_id = provenance(name_of(settings.embed.model, SOURCE), self.path)
+        self._backends: dict[str, Backend] = {}
+        self._backend_lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        """The full backend: documents, and queries of models numpy does not run."""
+        return self.backend_for("document")
+
+    def backend_for(self, kind: str) -> Backend:
+        light = kind == "query" and minilm_numpy.supports(self.path)
+        name = "numpy" if light else "full"
+        with self._backend_lock:
+            if name not in self._backends:
+                self._backends[name] = (minilm_numpy.MiniLMNumpy(self.path) if light
+                                        else _backend_for(self.path))
+            return self._backends[name]
 
 
 def model_id(settings: Settings | None = None) -> str:
@@ -163,7 +183,7 @@ def model_id(settings: Settings | None = None) -> str:
 
 
 def dim(settings: Settings | None = None) -> int:
-    return Embedder.get(settings).backend.dim
+    return Embedder.get(settings).backend_for("query").dim
 
 
 def embed(texts: list[str], *, kind: str = "document",
@@ -173,7 +193,7 @@ def embed(texts: list[str], *, kind: str = "document",
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     settings = settings or get_settings()
-    backend = Embedder.get(settings).backend
+    backend = Embedder.get(settings).backend_for(kind)
     if not texts:
         return np.zeros((0, backend.dim), np.float32)
     vectors = np.asarray(backend.encode(list(texts), kind=kind,

@@ -172,3 +172,56 @@ def test_qwen3_embedding_queries_get_the_instruction(tmp_path):
     assert np.allclose(q, st.encode(["red car"], prompt=prompt, normalize_embeddings=True),
                        atol=1e-5)
     assert not np.allclose(q, d, atol=1e-3)
+
+
+QUERIES = ["when was the budget approved", "  Somebody took the ROYAL jewels!  ", "00:30",
+           "Café naïve 北京 🎉 test", "red car crossing the intersection",
+           " ".join(["budget"] * 400), "a\tb\nc", "x"]
+
+
+def test_minilm_queries_in_numpy_equal_sentence_transformers(minilm):
+    """Queries run in numpy (no torch on a command-line search) on the same weights: the
+    vectors equal sentence-transformers' (cosine >= 1 - 1e-5), alone or padded in a batch,
+    truncation of a long text included; documents keep sentence-transformers."""
+    from model.minilm_numpy import MiniLMNumpy
+    model = embed.Embedder.get(minilm)
+    assert isinstance(model.backend_for("query"), MiniLMNumpy)
+    assert isinstance(model.backend_for("document"), embed.SentenceTransformerBackend)
+    want = model.backend.model.encode(QUERIES, normalize_embeddings=True)
+    batch = embed.embed(QUERIES, kind="query", settings=minilm)
+    alone = np.concatenate([embed.embed([q], kind="query", settings=minilm) for q in QUERIES])
+    for got in (batch, alone):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert (np.sum(got * want, axis=1) >= 1 - 1e-5).all()
+    docs = embed.embed(QUERIES[:3], kind="document", settings=minilm)
+    assert (np.sum(docs * batch[:3], axis=1) >= 1 - 1e-5).all()
+
+
+def test_numpy_backend_cls_pooling_bert(tmp_path):
+    """Another BERT sentence-transformers model (CLS pooling, as bge-small has) runs in numpy
+    too and equals sentence-transformers; a model numpy cannot run (Qwen3, above) does not."""
+    import shutil
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    from transformers import BertConfig, BertModel
+
+    minilm_dir = embed.Embedder.get(Settings()).path
+    torch.manual_seed(0)
+    base = tmp_path / "bert-base"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4)).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        shutil.copy(minilm_dir / name, base / name)
+    word = st_models.Transformer(str(base), max_seq_length=64)
+    st = SentenceTransformer(modules=[word, st_models.Pooling(32, pooling_mode="cls"),
+                                      st_models.Normalize()])
+    directory = tmp_path / "bert-cls-tiny"
+    st.save(str(directory))
+
+    s = Settings(embed=EmbedSettings(model=str(directory)))
+    from model.minilm_numpy import MiniLMNumpy
+    assert isinstance(embed.Embedder.get(s).backend_for("query"), MiniLMNumpy)
+    got = embed.embed(QUERIES, kind="query", settings=s)
+    want = st.encode(QUERIES, normalize_embeddings=True)
+    assert (np.sum(got * want, axis=1) >= 1 - 1e-5).all()

@@ -43,7 +43,7 @@ def load(settings: Settings) -> Loaded | None:
         if cached is not None and cached.keys[:2] == keys[:2]:
             main, lay = cached.main, cached.lay      # only the state moved: keep the big files
         elif keys[0] and keys[1]:
-            main = faiss.read_index(str(settings.faiss_path))
+            main = _read(str(settings.faiss_path), state.main_kind)
             lay = layout(main, files.read_attrs(settings))
         else:
             main, lay = None, layout(None, Attrs.empty())
@@ -55,6 +55,18 @@ def load(settings: Settings) -> Loaded | None:
         loaded = Loaded(main, state, keys, lay, excluded)
         _cache[str(settings.faiss_path)] = loaded
         return loaded
+
+
+def _read(path: str, kind: str) -> faiss.Index:
+    """The index memory-mapped: a flat index's vectors (zero copy) or an IVF's lists are
+    paged in as a search scans them, not copied whole at each load (a command-line search
+    reads the index once). The writer saves by rename, so a mapped file never changes
+    under a reader. A file FAISS cannot map is read."""
+    flag = faiss.IO_FLAG_MMAP if kind == IVF else faiss.IO_FLAG_MMAP_IFC
+    try:
+        return faiss.read_index(path, flag | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        return faiss.read_index(path)
 
 
 def indexed_model(settings: Settings) -> str | None:

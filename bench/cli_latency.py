@@ -1,0 +1,163 @@
+"""`chronoscope search` wall time from a fresh process, cold and warm, against the code path
+of an older commit (the sentence-transformers/torch query embedding) measured in the same run.
+
+    .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev a412460
+    .venv/bin/python bench/cli_latency.py --runs 5 --old-rev 22c5fea
+
+The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
+this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
+commit's files (`git archive`, into bench/.cache/cli_latency/old-<rev>), run by this venv's
+Python from that directory, so its modules shadow the editable install; the dependencies
+are the same. Both trees are byte-compiled first, as `pip install` leaves an installed
+package (this environment sets PYTHONDONTWRITEBYTECODE, so nothing would be cached).
+
+Cold: before each run the OS page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`,
+when permitted: root outside a container; else said so, and "cold" is only the first run
+after the other path ran). Warm: the same command once more, then timed. Also timed: the
+floor of a fresh process (`python -c pass`) and of the imports every search needs
+(typer, settings, SQLAlchemy and the store, FAISS, numpy). The outputs of both paths are
+compared: same moments, order and scores (3 decimals)."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache" / "cli_latency"
+MEDIA = ROOT.parent / "shared" / "media"
+VIDEOS = ("his_girl_friday_6s.mp4", "timer_text_61s.mp4")
+QUERIES = ("somebody took the royal jewels", "what time does the clock show at thirty seconds",
+           "a man and a woman talking")
+FLOOR = "import api.cli, search.query, store.db, search.index.reader"
+DROP = Path("/proc/sys/vm/drop_caches")
+
+
+def env_for(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
+    env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
+    return env
+
+
+def library() -> Path:
+    home = CACHE / "home"
+    if (home / "vectors.faiss.state.npz").exists():
+        return home
+    files = [str(MEDIA / v) for v in VIDEOS]
+    subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
+                   env=env_for(home), check=True, stdout=sys.stderr)
+    return home
+
+
+def old_tree(rev: str) -> Path:
+    path = CACHE / f"old-{rev}"
+    if not (path / "api" / "cli.py").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True)
+    return path
+
+
+def compile_tree(tree: Path) -> None:
+    dirs = [str(tree / d) for d in ("core", "store", "model", "search", "indexer", "workers",
+                                    "api") if (tree / d).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], check=True,
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        DROP.write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return wall, proc.stdout
+
+
+def measure(paths: dict, env: dict, runs: int) -> dict:
+    """Median cold and warm wall seconds of each path, runs interleaved (the machine's load
+    drifts; interleaving gives both paths the same share of it)."""
+    times = {name: {"cold": [], "warm": []} for name in paths}
+    dropped = True
+    for i in range(runs):
+        q = QUERIES[i % len(QUERIES)]
+        for name, (cmd, cwd) in paths.items():
+            dropped = drop_caches() and dropped
+            times[name]["cold"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
+            times[name]["warm"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
+            print(f"run {i + 1}/{runs} {name}: cold {times[name]['cold'][-1]:.2f} s, "
+                  f"warm {times[name]['warm'][-1]:.2f} s", file=sys.stderr)
+    out = {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
+    out["dropped_caches"] = dropped
+    return out
+
+
+def same_results(paths: dict, env: dict) -> list[str]:
+    """Queries whose moments differ between the paths (none expected)."""
+    differ = []
+    for q in QUERIES:
+        outs = []
+        for cmd, cwd in paths.values():
+            rows = json.loads(timed([*cmd, "search", q, "--json"], cwd, env)[1])
+            outs.append([(r["video_id"], r["start"], r["end"], r["score"], r["text"])
+                         for r in rows])
+        if any(o != outs[0] for o in outs[1:]):
+            differ.append(q)
+    return differ
+
+
+def floor(env: dict, runs: int) -> dict:
+    py = [sys.executable, "-c"]
+    return {"python -c pass": statistics.median(
+                timed([*py, "pass"], ROOT, env)[0] for _ in range(runs)),
+            "imports of a search": statistics.median(
+                timed([*py, FLOOR], ROOT, env)[0] for _ in range(runs))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--old-rev", default="a412460", help="commit with today's query path")
+    args = ap.parse_args()
+    home = library()
+    env = env_for(home)
+    old = old_tree(args.old_rev)
+    for tree in (ROOT, old):
+        compile_tree(tree)
+    cli = [sys.executable, "-m", "api.cli"]
+    paths = {"new": (cli, ROOT), f"old {args.old_rev}": (cli, old)}
+    differ = same_results(paths, env)
+    result = measure(paths, env, args.runs)
+    base = floor(env, args.runs)
+    new, old_t = result["new"], result[f"old {args.old_rev}"]
+    print(f"{platform.node()}  {os.cpu_count()} CPUs  load {os.getloadavg()[0]:.1f}  "
+          f"{datetime.datetime.now():%Y-%m-%d %H:%M}  runs {args.runs}  "
+          f"page cache dropped: {'yes' if result['dropped_caches'] else 'no (not permitted)'}")
+    print(f"{'path':<16} {'cold s':>8} {'warm s':>8}")
+    for name in paths:
+        print(f"{name:<16} {result[name]['cold']:>8.2f} {result[name]['warm']:>8.2f}")
+    print(f"speed-up (old/new): cold {old_t['cold'] / new['cold']:.1f}x, "
+          f"warm {old_t['warm'] / new['warm']:.1f}x")
+    for name, value in base.items():
+        print(f"floor: {name:<22} {value:.2f} s")
+    print("results identical to the old path:", "yes" if not differ else f"NO: {differ}")
+
+
+if __name__ == "__main__":
+    main()
