@@ -15,7 +15,7 @@ system-deps:
 .venv/.installed: pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install -q uv
 	@[ -x $(PY) ] || uv venv -q --python python3 .venv
-	uv pip install -q -p $(PY) -e ".[test]"
+	uv pip install -q --compile-bytecode -p $(PY) -e ".[test]"
 	@touch $@
 
 setup: system-deps .venv/.installed
