@@ -3,16 +3,9 @@
 import json
 from collections.abc import Sequence
 
-from core.times import seconds
+from core.times import clock, seconds
 from store.schema import Segment, Video
 from store.serialize import segment_json
-
-
-def _clock(ms: int, sep: str) -> str:
-    h, rem = divmod(max(ms, 0), 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
 def _cues(segments: Sequence[Segment]) -> list[tuple[int, int, str]]:
@@ -30,14 +23,16 @@ def to_vtt(segments: Sequence[Segment]) -> str:
     for i, (start, end, text) in enumerate(_cues(segments), 1):
         # '&', '<' and '>' are markup in cue text; '-->' must never appear in it.
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        lines += [str(i), f"{_clock(start, '.')} --> {_clock(end, '.')}", text, ""]
+        lines += [str(i), f"{clock(start, pad_hours=True, frac_sep='.')} --> "
+                  f"{clock(end, pad_hours=True, frac_sep='.')}", text, ""]
     return "\n".join(lines)
 
 
 def to_srt(segments: Sequence[Segment]) -> str:
     lines = []
     for i, (start, end, text) in enumerate(_cues(segments), 1):
-        lines += [str(i), f"{_clock(start, ',')} --> {_clock(end, ',')}", text, ""]
+        lines += [str(i), f"{clock(start, pad_hours=True, frac_sep=',')} --> "
+                  f"{clock(end, pad_hours=True, frac_sep=',')}", text, ""]
     return "\n".join(lines)
 
 

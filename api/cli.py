@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from core.config import get_settings
-from core.errors import BadInput, ChronoscopeError, NotFound
+from core.errors import BadInput, BadQuery, ChronoscopeError, NotFound
+from core.times import check_range, clock, to_ms
 from store.serialize import video_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -136,15 +137,11 @@ def list_(as_json: JsonOpt = False) -> None:
     _emit(videos, as_json, human)
 
 
-def _ms(seconds: float | None) -> int | None:
-    return None if seconds is None else round(seconds * 1000)
-
-
 def _check_range(start: float | None, end: float | None) -> None:
-    if (start is not None and start < 0) or (end is not None and end < 0):
-        _die("times must be >= 0 seconds", 2)
-    if start is not None and end is not None and start >= end:
-        _die(f"--start ({start}) must be before --end ({end})", 2)
+    try:
+        check_range(to_ms(start), to_ms(end))
+    except BadQuery as e:
+        _die(str(e), 2)
 
 
 KindOpt = Annotated[list[str] | None, typer.Option("--kind", help="speech, screen_text, visual")]
@@ -172,7 +169,7 @@ def segments(video_id: str,
         with session_scope(get_settings()) as s:
             queries.get_video(s, video_id)
             rows = [segment_json(r) for r in queries.get_segments(
-                s, video_id=video_id, start_ms=_ms(start), end_ms=_ms(end), kinds=kind)]
+                s, video_id=video_id, start_ms=to_ms(start), end_ms=to_ms(end), kinds=kind)]
     except NotFound as e:
         _die(str(e))
     human = "\n".join(f"{r['start']:>10.3f} {r['end']:>10.3f}  {r['kind']:<11} {r['text']}"
@@ -236,22 +233,21 @@ def search(query: str,
     _check_range(start, end)
     _check_kinds(kind)
     try:
-        moments = q.search(get_settings(), query, video_ids=video, start_ms=_ms(start),
-                           end_ms=_ms(end), kinds=kind, k=k)
+        moments = q.search(get_settings(), query, video_ids=video, start_ms=to_ms(start),
+                           end_ms=to_ms(end), kinds=kind, k=k)
     except BadInput as e:
         _die(str(e), 2)
     rows = [m.to_json() for m in moments]
     human = "\n".join(
         f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
-        f"{_clock(r['start'])}-{_clock(r['end'])}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
+        f"{_span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
         for r in rows) or "no matches"
     _emit(rows, as_json, human)
 
 
-def _clock(s: float) -> str:
-    m, sec = divmod(s, 60)
-    h, m = divmod(int(m), 60)
-    return f"{h}:{m:02d}:{sec:06.3f}" if h else f"{m}:{sec:06.3f}"
+def _span(row: dict) -> str:
+    """A moment's or a chapter's [start, end], from its JSON seconds."""
+    return f"{clock(to_ms(row['start']), frac_sep='.')}-{clock(to_ms(row['end']), frac_sep='.')}"
 
 
 @app.command()
@@ -263,7 +259,7 @@ def summary(video_id: str, as_json: JsonOpt = False) -> None:
     except NotFound as e:
         _die(str(e))
     lines = [data.get("summary") or ""]
-    lines += [f"{_clock(c['start'])}-{_clock(c['end'])}  {c['title']}"
+    lines += [f"{_span(c)}  {c['title']}"
               for c in data.get("chapters", [])]
     _emit(data, as_json, "\n".join(lines).strip())
 
@@ -289,27 +285,24 @@ def worker(queues: Annotated[str, typer.Option(help="comma-separated: cpu (decod
                                                          "own models")] = 1,
            loglevel: Annotated[str, typer.Option(help="celery log level")] = "info") -> None:
     """Run a Celery worker over the configured broker."""
-    from workers.celery_app import CPU, GPU, app as celery_app
+    from workers.names import CPU, GPU, QUEUES
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not get_settings().broker_url:
         _die("no broker configured: set CHRONOSCOPE_BROKER_URL (e.g. redis://127.0.0.1:6379/0); "
              "without one, `chronoscope index` runs the same tasks in-process", 2)
-    if not names or any(q not in (CPU, GPU) for q in names):
+    if not names or any(q not in QUEUES for q in names):
         _die(f"unknown queue in {queues!r}: use {CPU}, {GPU} or both", 2)
     logging.getLogger().setLevel(loglevel.upper())
-    # Gossip and mingle only chatter between workers; chronoscope coordinates through the
-    # database, and without them a worker starts faster and rides out a broker restart.
-    celery_app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency),
-                            "-n", f"{'-'.join(names)}.{os.getpid()}@%h", "-l", loglevel,
-                            "--without-gossip", "--without-mingle"])
+    from workers.celery_app import run_worker   # loads the Celery app: only for a worker
+    run_worker(names, concurrency=concurrency, loglevel=loglevel)
 
 
 @app.command()
 def keys(tenant: Annotated[str, typer.Argument(help="tenant name: a-z, 0-9, '_', '-'")],
          as_json: JsonOpt = False) -> None:
     """Create an API key for a tenant (the tenant too, if new). The key is shown only once."""
-    from api.deps import create_key
     from store.db import session_scope
+    from store.keys import create_key
     try:
         with session_scope(get_settings()) as s:
             key, row = create_key(s, tenant=tenant)

@@ -84,6 +84,7 @@ def plan(settings: Settings, video_id: str) -> int:
         # Damage found by finished chunks stays said: they are not decoded again.
         damaged = [n for n in video.notes or [] if n.startswith(damage.PREFIX)]
         video.notes = signals.skipped_notes(settings, info) + list(info.notes) + damaged
+        video.captions = bool(settings.qwen.model)     # the plan's one record of it
         have = {c.idx: c for c in queries.get_chunks(s, video_id=video_id)}
         if [(c.idx, c.start_ms, c.end_ms) for c in have.values()] != \
            [(c.idx, c.start_ms, c.end_ms) for c in spans]:

@@ -1,4 +1,8 @@
-"""Engine, sessions and schema migration. The caller owns the transaction."""
+"""Engine, sessions and schema migration. The caller owns the transaction.
+
+A database that cannot be reached (refused, dropped, timed out) surfaces as
+core.errors.TransientError from here, the one place that knows the driver's errors: the API
+answers it with 503, tasks retry it."""
 
 import fcntl
 import threading
@@ -8,15 +12,33 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+import psycopg
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
+from core.errors import TransientError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 MIGRATE_LOCK_KEY = 0x6368726F6E6F  # Postgres advisory lock id ("chrono")
+# An outage or a hiccup, not a bug: worth a retry. (IntegrityError is not here: callers
+# catch it to settle races.)
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout,
+                 psycopg.OperationalError)
+
+
+@contextmanager
+def transient_errors() -> Iterator[None]:
+    """Database outages as TransientError, with the driver's error as the cause."""
+    try:
+        yield
+    except DATABASE_DOWN as e:
+        raise TransientError(f"the database is unavailable: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -31,7 +53,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def get_engine(settings: Settings) -> Engine:
     """One engine per URL per process, migrated to head on first use."""
     url = settings.db_url
-    with _lock:
+    with _lock, transient_errors():
         if url not in _engines:
             if url.startswith("sqlite"):
                 settings.home.mkdir(parents=True, exist_ok=True)
@@ -71,6 +93,13 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
 @contextmanager
 def session_scope(settings: Settings) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on error."""
-    factory = sessionmaker(get_engine(settings), expire_on_commit=False)
-    with factory() as session, session.begin():
-        yield session
+    with transient_errors():
+        factory = sessionmaker(get_engine(settings), expire_on_commit=False)
+        with factory() as session, session.begin():
+            yield session
+
+
+def ping(settings: Settings) -> None:
+    """Raise TransientError unless the database answers."""
+    with transient_errors(), get_engine(settings).connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -8,7 +8,10 @@ from sqlalchemy.orm import Session
 
 from core import types
 from core.errors import NotFound
-from store.schema import Chunk, ChunkRun, Segment, Summary, Video, utcnow
+from store.schema import PROCESSING, QUEUED, Chunk, ChunkRun, Segment, Summary, Video, utcnow
+
+# Under every driver's parameter limit, for IN lists built from a page of ids.
+_IN_BATCH = 900
 
 
 def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> Video:
@@ -16,6 +19,10 @@ def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> 
     if video is None or (tenant is not None and video.tenant != tenant):
         raise NotFound(f"no video with id {video_id}")
     return video
+
+
+def find_video(session: Session, *, video_id: str) -> Video | None:
+    return session.get(Video, video_id)
 
 
 def find_video_by_sha256(session: Session, *, sha256: str, tenant: str) -> Video | None:
@@ -30,6 +37,47 @@ def list_videos(session: Session, *, tenant: str | None = None) -> Sequence[Vide
     return session.scalars(stmt).all()
 
 
+def video_status(session: Session, *, video_id: str) -> str | None:
+    """The video's status, or None once it is deleted."""
+    video = session.get(Video, video_id)
+    return video.status if video is not None else None
+
+
+def active_videos(session: Session) -> Sequence[Video]:
+    """Videos queued or in progress, oldest first."""
+    return session.scalars(select(Video).where(Video.status.in_([QUEUED, PROCESSING]))
+                           .order_by(Video.created_at)).all()
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(Video.status, func.count())
+                                .group_by(Video.status)).all())
+
+
+def filenames(session: Session, *, video_ids: set[str]) -> dict[str, str]:
+    ids = sorted(video_ids)
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), _IN_BATCH):
+        out.update(session.execute(select(Video.id, Video.filename)
+                                   .where(Video.id.in_(ids[i:i + _IN_BATCH]))).all())
+    return out
+
+
+def signal_counts(session: Session, *, video_ids: list[str]) -> dict[str, list[dict]]:
+    """Per video: each signal and model with the number of chunks it has done; one query
+    for a whole listing."""
+    out: dict[str, list[dict]] = {v: [] for v in video_ids}
+    for i in range(0, len(video_ids), _IN_BATCH):
+        rows = session.execute(
+            select(ChunkRun.video_id, ChunkRun.signal, ChunkRun.model_id, func.count())
+            .where(ChunkRun.video_id.in_(video_ids[i:i + _IN_BATCH]))
+            .group_by(ChunkRun.video_id, ChunkRun.signal, ChunkRun.model_id)
+            .order_by(ChunkRun.signal, ChunkRun.model_id))
+        for video_id, sig, model, n in rows:
+            out[video_id].append({"signal": sig, "model": model, "chunks": n})
+    return out
+
+
 def get_chunks(session: Session, *, video_id: str) -> Sequence[Chunk]:
     return session.scalars(select(Chunk).where(Chunk.video_id == video_id)
                            .order_by(Chunk.idx)).all()
@@ -40,6 +88,13 @@ def finished_runs(session: Session, *, video_id: str, chunk_idx: int) -> set[tup
                            .where(ChunkRun.video_id == video_id,
                                   ChunkRun.chunk_idx == chunk_idx))
     return {(r.signal, r.model_id) for r in rows}
+
+
+def captioned_chunks(session: Session, *, video_id: str) -> set[int]:
+    """Chunks with a Qwen3-VL run of any model: switching checkpoints is an explicit
+    re-index."""
+    return set(session.scalars(select(ChunkRun.chunk_idx).where(
+        ChunkRun.video_id == video_id, ChunkRun.signal == types.VISUAL)))
 
 
 def replace_unit(session: Session, *, video_id: str, chunk_idx: int, signal: str, model_id: str,
@@ -74,13 +129,13 @@ def mark_chunk_done(session: Session, *, video_id: str, chunk_idx: int) -> None:
 
 def recount_done(session: Session, *, video_id: str) -> None:
     """Progress is derived from the chunks, so a retried or resumed chunk never counts twice.
-    A chunk counts once all its planned work is in: with Qwen3-VL planned (the video's
-    notes do not say it was skipped), that includes its captions, which workers write in a
-    later, slower stage than the chunk's CPU signals."""
+    A chunk counts once all its planned work is in: with captions in the video's plan, that
+    includes them, which workers write in a later, slower stage than the chunk's CPU
+    signals."""
     video = session.get(Video, video_id)
     stmt = select(func.count()).select_from(Chunk).where(Chunk.video_id == video_id,
                                                          Chunk.done_at.is_not(None))
-    if video is not None and types.VISUAL_SKIPPED not in video.notes:
+    if video is not None and video.captions:
         captioned = select(ChunkRun.chunk_idx).where(ChunkRun.video_id == video_id,
                                                      ChunkRun.signal == types.VISUAL)
         stmt = stmt.where(Chunk.idx.in_(captioned))

@@ -3,8 +3,8 @@ is derived from `segments.embedding` and can be rebuilt from it at any time."""
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index,
+                        Integer, LargeBinary, String, Text, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; Postgres wants BIGINT for 10M+ segments.
@@ -42,6 +42,9 @@ class Video(Base):
     fps: Mapped[float | None] = mapped_column(Float)
     video_codec: Mapped[str | None] = mapped_column(String(64))
     has_audio: Mapped[bool | None] = mapped_column()
+    # Decided once, when the video is planned: whether its chunks get Qwen3-VL captions.
+    # Progress and the workers read this, never the notes or the settings of the moment.
+    captions: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

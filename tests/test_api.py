@@ -262,3 +262,36 @@ def test_delete_removes_rows_vectors_and_file(service):
     # alpha's copy of the same content is untouched
     alpha_vid = service["videos"]["alpha"]
     assert service["clients"]["alpha"].get(f"/v1/videos/{alpha_vid}/media").status_code == 200
+
+
+def _closed_port_url() -> str:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/chronoscope"
+
+
+def test_database_outage_answers_503_with_retry_after(tmp_path, monkeypatch):
+    """A database that cannot be reached is an outage (503, retry later), never a 500; and a
+    task meeting it raises TransientError, which its decorator retries."""
+    from fastapi.testclient import TestClient
+
+    from core.config import get_settings
+    from core.errors import TransientError
+    from workers import tasks
+    url = _closed_port_url()
+    settings = Settings(home=tmp_path / "home", database_url=url)
+    client = TestClient(create_app(settings), raise_server_exceptions=False)  # no lifespan
+    r = client.get("/v1/videos", headers={"X-API-Key": "cs_whatever"})
+    assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), r.text
+    assert "database" in r.json()["detail"]
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["database"].startswith("down")
+    monkeypatch.setenv("CHRONOSCOPE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(TransientError):
+            tasks.plan("0123456789abcdef")
+    finally:
+        get_settings.cache_clear()

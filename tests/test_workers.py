@@ -21,7 +21,7 @@ from store.schema import Webhook
 from core.config import ApiSettings
 from api.http import create_app
 from core.config import Settings
-from core.errors import BadVideo
+from core.errors import BadVideo, TransientError
 from indexer import pipeline
 from store import queries
 from store.db import session_scope
@@ -221,7 +221,7 @@ def test_permanent_error_fails_the_video_with_its_reason(cluster, media, tmp_pat
         with session_scope(cluster.settings) as s:
             s.add(Webhook(video_id=vid, url=receiver.url))
         path.unlink()
-        from workers.celery_app import producer
+        from workers.broker import producer
         assert flow.send(producer(BROKER), flow.Unit(flow.PLAN, vid))
         video = cluster.wait_done(vid, timeout=60)
         assert video.status == FAILED and "gone.mp4" in video.error and "not found" in video.error
@@ -234,7 +234,7 @@ def test_permanent_error_fails_the_video_with_its_reason(cluster, media, tmp_pat
 def test_caption_units_go_to_the_gpu_queue(sqlite_settings, tmp_path, media):
     """With Qwen3-VL configured, a chunk's CPU signals are followed by its captions on the
     gpu queue, so each pool is sized on its own (no GPU worker needed to see the routing)."""
-    from workers.celery_app import producer
+    from workers.broker import producer
     broker = "redis://127.0.0.1:6379/6"
     r = redis.Redis.from_url(broker)
     r.flushdb()
@@ -244,7 +244,7 @@ def test_caption_units_go_to_the_gpu_queue(sqlite_settings, tmp_path, media):
     vid = pipeline.add_video(s, tmp_path / CLIP)
     with session_scope(s) as sess:
         v = queries.get_video(sess, vid)
-        v.status, v.chunks_total = PROCESSING, 2
+        v.status, v.chunks_total, v.captions = PROCESSING, 2, True   # as plan leaves it
         sess.add_all([Chunk(video_id=vid, idx=0, start_ms=0, end_ms=3000, done_at=utcnow()),
                       Chunk(video_id=vid, idx=1, start_ms=3000, end_ms=6000)])
     try:
@@ -253,7 +253,7 @@ def test_caption_units_go_to_the_gpu_queue(sqlite_settings, tmp_path, media):
         assert r.llen("gpu") == 1 and r.llen("cpu") == 0
         assert flow.queued_units(app) == {flow.Unit(flow.CAPTION, vid, 0)}
         with session_scope(s) as sess:
-            todo = flow.remaining(sess, queries.get_video(sess, vid), captions=True)
+            todo = flow.remaining(sess, queries.get_video(sess, vid))
         assert todo == [flow.Unit(flow.CHUNK, vid, 1), flow.Unit(flow.CAPTION, vid, 0)]
         assert flow.cpu_settings(s).qwen.model == "" and s.qwen.model
         assert not flow.gpu_settings(s).speech.enabled and not flow.gpu_settings(s).ocr.enabled
@@ -262,11 +262,11 @@ def test_caption_units_go_to_the_gpu_queue(sqlite_settings, tmp_path, media):
 
 
 def test_retry_policy_is_in_the_decorators():
-    from sqlalchemy.exc import OperationalError
     from workers import tasks
     for task in (tasks.plan, tasks.index_chunk, tasks.caption_chunk, tasks.finalize):
         assert task.acks_late and task.reject_on_worker_lost
-        assert OperationalError in task.autoretry_for
+        # Database and broker errors reach a task as TransientError (store.db, workers.broker).
+        assert TransientError in task.autoretry_for
         assert not any(issubclass(BadVideo, e) for e in task.autoretry_for)
         assert task.retry_backoff and task.retry_jitter and task.max_retries
     route = tasks.app.amqp.router.route

@@ -16,20 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from celery import Celery
-from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy import select
 
 from core.config import Settings
-from core.errors import ChronoscopeError, NotFound
-from core.types import VISUAL
+from core.errors import ChronoscopeError, NotFound, TransientError
 from store import queries
 from store.db import session_scope
-from store.schema import PROCESSING, QUEUED, ChunkRun, Video
-from workers.celery_app import CAPTION, CHUNK, CPU, FINALIZE, GPU, NOTIFY, PLAN, QUEUE_OF
+from store.schema import PROCESSING, QUEUED, Video
+from workers import broker
+from workers.names import CAPTION, CHUNK, FINALIZE, NOTIFY, PLAN, QUEUE_OF
 
 log = logging.getLogger(__name__)
-# kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in lists of their own.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 RECONCILE_LOCK = "chronoscope:reconcile"
 
 
@@ -48,10 +44,6 @@ class Unit:
         return f"{name}({self.video_id}{'' if self.idx is None else f', {self.idx}'})"
 
 
-def captions_enabled(settings: Settings) -> bool:
-    return bool(settings.qwen.model)
-
-
 def cpu_settings(settings: Settings) -> Settings:
     """The chunk's CPU signals only; its Qwen3-VL captions are a separate task on a GPU."""
     return settings.model_copy(update={"qwen": settings.qwen.model_copy(update={"model": ""})})
@@ -64,18 +56,16 @@ def gpu_settings(settings: Settings) -> Settings:
         "ocr": settings.ocr.model_copy(update={"enabled": False})})
 
 
-def remaining(session, video: Video, *, captions: bool) -> list[Unit]:
-    """The units a video still needs, from its rows alone."""
+def remaining(session, video: Video) -> list[Unit]:
+    """The units a video still needs, from its rows alone (captions: if its plan has them)."""
     if video.status == QUEUED:
         return [Unit(PLAN, video.id)]
     if video.status != PROCESSING:
         return []
     chunks = queries.get_chunks(session, video_id=video.id)
     todo = [Unit(CHUNK, video.id, c.idx) for c in chunks if c.done_at is None]
-    if captions:
-        # Any Qwen3-VL run counts: switching checkpoints is an explicit re-index.
-        captioned = set(session.scalars(select(ChunkRun.chunk_idx).where(
-            ChunkRun.video_id == video.id, ChunkRun.signal == VISUAL)))
+    if video.captions:
+        captioned = queries.captioned_chunks(session, video_id=video.id)
         todo += [Unit(CAPTION, video.id, c.idx) for c in chunks
                  if c.done_at is not None and c.idx not in captioned]
     return todo or [Unit(FINALIZE, video.id)]
@@ -84,17 +74,16 @@ def remaining(session, video: Video, *, captions: bool) -> list[Unit]:
 def status(settings: Settings, video_id: str) -> str | None:
     """The video's status, or None once it is deleted."""
     with session_scope(settings) as s:
-        video = s.get(Video, video_id)
-        return video.status if video is not None else None
+        return queries.video_status(s, video_id=video_id)
 
 
 def send(app: Celery, unit: Unit) -> bool:
     """Publish one unit. A broker that is down is not the task's failure: the unit stays
     visible in the database and `reconcile` sends it once the broker is back."""
     try:
-        app.send_task(unit.task, args=unit.args, queue=QUEUE_OF[unit.task])
+        broker.send_task(app, unit.task, unit.args)
         return True
-    except BrokerError as e:
+    except TransientError as e:
         log.warning("could not send %s (%s); reconcile will send it again", unit, e)
         return False
 
@@ -102,9 +91,7 @@ def send(app: Celery, unit: Unit) -> bool:
 def advance(settings: Settings, app: Celery, video_id: str) -> list[Unit]:
     """After plan: send every unit the video still needs (all chunks on a first run, the
     unfinished ones on a resume)."""
-    with session_scope(settings) as s:
-        video = s.get(Video, video_id)
-        units = remaining(s, video, captions=captions_enabled(settings)) if video else []
+    units = _remaining(settings, video_id)
     for unit in units:
         send(app, unit)
     return units
@@ -116,14 +103,21 @@ def after_chunk(settings: Settings, app: Celery, video_id: str, idx: int, *,
     next, or, when it was the last unit, finalize. Runs after the chunk's commit, so of two
     chunks finishing together the later one always sees both done (both may: finalize is
     idempotent)."""
-    if not captioned and captions_enabled(settings):
+    with session_scope(settings) as s:
+        video = queries.find_video(s, video_id=video_id)
+        captions = video is not None and video.captions
+    if not captioned and captions:
         send(app, Unit(CAPTION, video_id, idx))
         return
-    with session_scope(settings) as s:
-        video = s.get(Video, video_id)
-        units = remaining(s, video, captions=captions_enabled(settings)) if video else []
+    units = _remaining(settings, video_id)
     if units == [Unit(FINALIZE, video_id)]:
         send(app, units[0])
+
+
+def _remaining(settings: Settings, video_id: str) -> list[Unit]:
+    with session_scope(settings) as s:
+        video = queries.find_video(s, video_id=video_id)
+        return remaining(s, video) if video is not None else []
 
 
 def give_up(settings: Settings, app: Celery | None, video_id: str, exc: BaseException) -> None:
@@ -152,8 +146,8 @@ def announce(settings: Settings, app: Celery | None, video_id: str, new_status: 
         webhooks.deliver_inline(settings, video_id, new_status)
     else:
         try:
-            app.send_task(NOTIFY, args=(video_id, new_status), queue=QUEUE_OF[NOTIFY])
-        except BrokerError:
+            broker.send_task(app, NOTIFY, (video_id, new_status))
+        except TransientError:
             log.exception("could not queue the %s webhook of %s", new_status, video_id)
 
 
@@ -174,8 +168,7 @@ def run_inline(settings: Settings, video_id: str) -> None:
 def unfinished(settings: Settings) -> list[str]:
     """Videos queued or in progress, oldest first (what an embedded server resumes)."""
     with session_scope(settings) as s:
-        return list(s.scalars(select(Video.id).where(Video.status.in_([QUEUED, PROCESSING]))
-                              .order_by(Video.created_at)))
+        return [v.id for v in queries.active_videos(s)]
 
 
 # --- recovery ------------------------------------------------------------------------------
@@ -203,15 +196,8 @@ def _decode_message(raw: bytes) -> Unit | None:
 
 def queued_units(app: Celery) -> set[Unit]:
     """Units waiting in the Redis lists of our queues."""
-    found: set[Unit] = set()
-    with app.connection_for_read() as conn:
-        client = conn.default_channel.client
-        for queue in (CPU, GPU):
-            for suffix in _PRIORITY_SUFFIXES:
-                for raw in client.lrange(queue + suffix, 0, -1):
-                    if (unit := _decode_message(raw)) is not None:
-                        found.add(unit)
-    return found
+    return {unit for raw in broker.queued_messages(app)
+            if (unit := _decode_message(raw)) is not None}
 
 
 def worker_units(app: Celery, timeout: float = 1.0) -> set[Unit]:
@@ -219,7 +205,9 @@ def worker_units(app: Celery, timeout: float = 1.0) -> set[Unit]:
     found: set[Unit] = set()
     inspect = app.control.inspect(timeout=timeout)
     for method in (inspect.active, inspect.reserved, inspect.scheduled):
-        for tasks in (method() or {}).values():
+        with broker.transient_errors():
+            replies = method() or {}
+        for tasks in replies.values():
             for t in tasks:
                 req = t.get("request", t)     # scheduled entries wrap the request
                 if (unit := _unit_of(req.get("name") or req.get("type"), req.get("args"))):
@@ -237,12 +225,9 @@ def reconcile(settings: Settings, app: Celery, *, node: str = "", interval_s: fl
     holds: messages lost with a restarted broker, or held unacked by a killed worker; and
     sync the vector index. One worker per interval does it (a Redis lock); returns what it
     sent."""
-    if interval_s:
-        with app.connection_for_write() as conn:
-            lock = conn.default_channel.client.set(RECONCILE_LOCK, node or "1", nx=True,
-                                                   px=max(1, int(interval_s * 900)))
-        if not lock:
-            return []
+    if interval_s and not broker.take_lock(app, RECONCILE_LOCK, node or "1",
+                                           max(1, int(interval_s * 900))):
+        return []
     # The vector index catches up with the database too: a sync lost with a killed worker,
     # or an index an older version wrote (its state reads as unreadable and is rebuilt).
     from indexer import index_sync
@@ -250,12 +235,11 @@ def reconcile(settings: Settings, app: Celery, *, node: str = "", interval_s: fl
         index_sync.sync(settings)
     except Exception as e:            # never in the way of sending lost work again
         log.warning("reconcile: vector index sync failed: %s", e)
-    captions = captions_enabled(settings)
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=min_age_s)
     with session_scope(settings) as s:
-        videos = s.scalars(select(Video).where(Video.status.in_([QUEUED, PROCESSING]))).all()
-        todo = {unit for v in videos if v.status != QUEUED or _aware(v.updated_at) <= cutoff
-                for unit in remaining(s, v, captions=captions)}
+        todo = {unit for v in queries.active_videos(s)
+                if v.status != QUEUED or _aware(v.updated_at) <= cutoff
+                for unit in remaining(s, v)}
     if not todo:
         return []
     # Queues first, then workers: a message moving from one to the other is seen at least
@@ -267,9 +251,3 @@ def reconcile(settings: Settings, app: Celery, *, node: str = "", interval_s: fl
         send(app, unit)
     return lost
 
-
-def queue_lengths(app: Celery) -> dict[str, int]:
-    with app.connection_for_read() as conn:
-        client = conn.default_channel.client
-        return {q: sum(client.llen(q + suffix) for suffix in _PRIORITY_SUFFIXES)
-                for q in (CPU, GPU)}

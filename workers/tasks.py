@@ -4,11 +4,7 @@ broker, a unit written twice at once) retry with exponential backoff and jitter;
 else, or retries spent, fails the video with its reason (VideoTask.on_failure)."""
 
 from celery import Task
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import IntegrityError
 
 from core.config import get_settings
 from core.errors import TransientError
@@ -16,12 +12,13 @@ from indexer import pipeline
 from store.schema import PROCESSING, QUEUED
 from workers import flow, webhooks
 from workers.celery_app import app, worker_settings
+from workers.names import CAPTION, CHUNK, FINALIZE, NOTIFY, PLAN
 
+# Database and broker outages arrive as TransientError (store.db, workers.broker).
 # IntegrityError: two deliveries of one unit racing to record it (the unit's primary key
 # stops the second), or a video deleted under a running chunk; the retry then skips the
 # finished unit or finds the video gone.
-TRANSIENT = (TransientError, OperationalError, InterfaceError, PoolTimeout, IntegrityError,
-             BrokerError, RedisConnectionError, RedisTimeoutError)
+TRANSIENT = (TransientError, IntegrityError)
 
 
 class VideoTask(Task):
@@ -35,7 +32,7 @@ POLICY = dict(base=VideoTask, autoretry_for=TRANSIENT, max_retries=_ws.max_retri
               acks_late=True, reject_on_worker_lost=True)
 
 
-@app.task(name=flow.PLAN, **POLICY)
+@app.task(name=PLAN, **POLICY)
 def plan(video_id: str) -> None:
     settings = get_settings()
     if flow.status(settings, video_id) not in (QUEUED, PROCESSING):
@@ -44,12 +41,12 @@ def plan(video_id: str) -> None:
     flow.advance(settings, app, video_id)
 
 
-@app.task(name=flow.CHUNK, **POLICY)
+@app.task(name=CHUNK, **POLICY)
 def index_chunk(video_id: str, idx: int) -> None:
     _chunk(video_id, idx, captioned=False)
 
 
-@app.task(name=flow.CAPTION, **POLICY)
+@app.task(name=CAPTION, **POLICY)
 def caption_chunk(video_id: str, idx: int) -> None:
     _chunk(video_id, idx, captioned=True)
 
@@ -64,7 +61,7 @@ def _chunk(video_id: str, idx: int, *, captioned: bool) -> None:
     flow.after_chunk(settings, app, video_id, idx, captioned=captioned)
 
 
-@app.task(name=flow.FINALIZE, **POLICY)
+@app.task(name=FINALIZE, **POLICY)
 def finalize(video_id: str) -> None:
     settings = get_settings()
     if flow.status(settings, video_id) != PROCESSING:
@@ -75,7 +72,7 @@ def finalize(video_id: str) -> None:
 
 # A webhook that cannot be delivered never fails the video: no VideoTask here. Receivers
 # get up to about an hour of retries.
-@app.task(name=flow.NOTIFY, bind=True, autoretry_for=(TransientError,),
+@app.task(name=NOTIFY, bind=True, autoretry_for=(TransientError,),
           max_retries=10, retry_backoff=5, retry_backoff_max=900, retry_jitter=True,
           acks_late=True)
 def notify(self, video_id: str, status: str) -> None:

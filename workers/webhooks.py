@@ -12,12 +12,11 @@ import json
 import logging
 import time
 
-from sqlalchemy import or_, update
-
 from core.config import Settings
 from core.errors import BadInput, TransientError
+from store import webhooks as rows
 from store.db import session_scope
-from store.schema import Video, utcnow
+from store.serialize import video_json
 from workers import egress
 
 log = logging.getLogger(__name__)
@@ -42,45 +41,29 @@ def verify(secret: str, header: str, body: bytes, *, tolerance_s: int = 300,
 
 
 def has_webhook(settings: Settings, video_id: str) -> bool:
-    from store.schema import Webhook
     with session_scope(settings) as s:
-        return s.get(Webhook, video_id) is not None
+        return rows.has_webhook(s, video_id=video_id)
 
 
 def _claim(settings: Settings, video_id: str, status: str, first_attempt: bool
            ) -> tuple[str, str, bytes] | None:
     """(url, secret, body) to send, or None when there is nothing to send. The first attempt
     claims the event atomically, so a finalize that ran twice announces once."""
-    from store.serialize import video_json
-    from store.schema import Tenant, Webhook
     with session_scope(settings) as s:
-        if first_attempt:
-            claimed = s.execute(update(Webhook).where(
-                Webhook.video_id == video_id,
-                or_(Webhook.notified_status.is_(None), Webhook.notified_status != status))
-                .values(notified_status=status)).rowcount
-            if not claimed:
-                return None
-        hook = s.get(Webhook, video_id)
-        video = s.get(Video, video_id)
-        if hook is None or video is None:
+        if first_attempt and not rows.claim_event(s, video_id=video_id, status=status):
             return None
-        tenant = s.get(Tenant, video.tenant)
-        if tenant is None:
+        target = rows.delivery_target(s, video_id=video_id)
+        if target is None:
             return None
+        hook, video, tenant = target
         body = json.dumps({"id": f"{video_id}.{status}", "event": f"video.{status}",
                            "created": int(time.time()), "video": video_json(video)}).encode()
         return hook.url, tenant.webhook_secret, body
 
 
 def _record(settings: Settings, video_id: str, error: str | None) -> None:
-    from store.schema import Webhook
     with session_scope(settings) as s:
-        hook = s.get(Webhook, video_id)
-        if hook is not None:
-            hook.last_error = error
-            if error is None:
-                hook.delivered_at = utcnow()
+        rows.record_delivery(s, video_id=video_id, error=error)
 
 
 def deliver(settings: Settings, video_id: str, status: str, *, first_attempt: bool = True

@@ -55,7 +55,7 @@ def serve(app) -> Iterator[str]:
 
 def make_key(settings, tenant: str) -> tuple[str, str]:
     """(API key, webhook secret) of a new key for the tenant."""
-    from api.deps import create_key
+    from store.keys import create_key
     from store.db import session_scope
     with session_scope(settings) as s:
         key, row = create_key(s, tenant=tenant)

@@ -1,0 +1,108 @@
+"""Request parameters and response shapes of the HTTP API (they make the OpenAPI document)."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict
+
+from core.types import KINDS
+
+Kind = Literal["speech", "screen_text", "visual"]
+assert set(Kind.__args__) == set(KINDS)
+
+Seconds = Annotated[float | None, Query(ge=0, le=10_000_000, description="seconds")]
+Kinds = Annotated[list[Kind] | None, Query(description="speech, screen_text, visual")]
+
+
+class SignalOut(BaseModel):
+    signal: str
+    model: str
+    chunks: int
+
+
+class VideoOut(BaseModel):
+    id: str
+    filename: str
+    status: Literal["queued", "processing", "ready", "failed"]
+    error: str | None
+    notes: list[str]
+    duration: float | None
+    progress: float
+    eta_s: float | None
+    chunks_done: int
+    chunks_total: int
+    signals: list[SignalOut]
+    width: int | None
+    height: int | None
+    has_audio: bool | None
+    size_bytes: int
+    created_at: str | None
+    media_url: str
+
+
+class MomentSegmentOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    start: float
+    end: float
+    kind: str
+    text: str
+
+
+class MomentOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    video_id: str
+    filename: str
+    start: float
+    end: float
+    score: float
+    weak: bool
+    kinds: list[str]
+    text: str
+    segments: list[MomentSegmentOut]
+
+
+class SearchOut(BaseModel):
+    query: str
+    moments: list[MomentOut]
+
+
+class SegmentOut(BaseModel):
+    id: int
+    start: float
+    end: float
+    kind: str
+    text: str
+    model: str
+
+
+class ChapterOut(BaseModel):
+    start: float
+    end: float
+    title: str
+    summary: str
+
+
+class SummaryOut(BaseModel):
+    video_id: str
+    summary: str | None
+    model: str | None
+    chapters: list[ChapterOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    broker: str
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+
+
+def errors(*codes: int) -> dict:
+    """The documented error answers of a route."""
+    text = {401: "no or bad API key", 404: "no such video for this tenant",
+            413: "the file is over the upload limit", 415: "not a multipart upload",
+            422: "bad input", 503: "a dependency is unavailable; retry later"}
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}

@@ -1,0 +1,40 @@
+"""A video as the API shows it: the shared JSON plus size, ETA, signals and a signed
+media URL."""
+
+import time
+from datetime import datetime, timezone
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from api.media_tokens import media_token, server_secret
+from store import queries
+from store.schema import PROCESSING, Video
+from store.serialize import video_json
+
+
+def eta_s(video: Video, now: datetime) -> float | None:
+    # Throughput so far (queue wait included) times what is left: rough, but it only ever
+    # uses what the database knows, so every API replica says the same.
+    if video.status != PROCESSING or not video.chunks_done or not video.chunks_total:
+        return None
+    created = video.created_at if video.created_at.tzinfo else \
+        video.created_at.replace(tzinfo=timezone.utc)
+    elapsed = max(0.0, (now - created).total_seconds())
+    return round(elapsed / video.chunks_done * (video.chunks_total - video.chunks_done), 1)
+
+
+def videos_out(request: Request, session: Session, videos: list[Video]) -> list[dict]:
+    settings, api = request.app.state.settings, request.app.state.api_settings
+    expires = int(time.time()) + api.media_url_ttl_s
+    secret = server_secret(settings, api)
+    signals = queries.signal_counts(session, video_ids=[v.id for v in videos])
+    now = datetime.now(timezone.utc)
+    return [{**video_json(v), "size_bytes": v.size_bytes, "eta_s": eta_s(v, now),
+             "signals": signals[v.id],
+             "media_url": f"/v1/videos/{v.id}/media?token={media_token(secret, v.id, expires)}"}
+            for v in videos]
+
+
+def video_out(request: Request, session: Session, video: Video) -> dict:
+    return videos_out(request, session, [video])[0]
