@@ -49,7 +49,7 @@ def image_array(image) -> np.ndarray:
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 1:
         raise BadQuery("the image must be RGB, height x width x 3")
-    return np.ascontiguousarray(array, np.uint8)
+    return np.array(array, np.uint8, order="C")     # a writable copy for torch
 
 
 def like_vector(settings: Settings, model: str, video_id: str, t_ms: int,
@@ -120,3 +120,29 @@ def _shots(settings: Settings, rows: list) -> dict[str, list[tuple[int, int]]]:
     with session_scope(settings) as s:
         return {v: [(sh.start_ms, sh.end_ms) for sh in shot_rows.get_shots(
             s, video_id=v, start_ms=lo, end_ms=hi)] for v, (lo, hi) in spans.items()}
+
+
+def parse_like(text: str) -> tuple[str, int]:
+    """`VIDEO_ID@SECONDS` (the CLI's --like, the API's like) as (video id, t_ms)."""
+    from core.times import to_ms
+    video_id, sep, secs = (text or "").strip().rpartition("@")
+    try:
+        t = float(secs)
+    except ValueError:
+        t = -1.0
+    if not sep or not video_id or not 0 <= t < 1e9:
+        raise BadQuery(f"like must be VIDEO_ID@SECONDS (e.g. 3f2a9c@42.5), not {text!r}")
+    return video_id, to_ms(t)
+
+
+def read_image(data: bytes):
+    """An uploaded image (JPEG, PNG, WebP...) as a PIL image, or BadQuery."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise BadQuery(f"the image could not be read: {e}") from None
+    return image.convert("RGB")

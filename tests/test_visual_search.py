@@ -143,3 +143,39 @@ def test_without_a_model_shots_and_thumbnails_still_come_and_the_notes_say_why(s
     assert all(thumbs.thumb_path(s.media_dir, vid, t).exists()
                for sh in shots for t in sh.keyframe_ms)
     assert query.search(s, "a man at a desk", k=3) is not None     # text space only
+
+
+def test_api_serves_thumbnails_and_searches_by_image_and_like(library, media):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from api.http import create_app
+    from store.keys import create_key
+    s, ids = library
+    with session_scope(s) as ss:
+        key = create_key(ss, tenant="default")[0]
+        other = create_key(ss, tenant="other")[0]
+    vid = ids[PEOPLE]
+    with TestClient(create_app(s)) as client:
+        auth = {"X-API-Key": key}
+        picture = io.BytesIO()
+        Image.fromarray(frame_at(media / PEOPLE, AT_MS)).save(picture, "PNG")
+        r = client.post("/v1/search?k=3", headers=auth,
+                        files={"image": ("q.png", picture.getvalue(), "image/png")})
+        assert r.status_code == 200, r.text
+        best = r.json()["moments"][0]
+        assert best["video_id"] == vid and best["filename"] == PEOPLE
+        start, end = shot_holding(s, vid, AT_MS)
+        assert start / 1000 <= best["start"] < best["end"] <= end / 1000
+        thumb = client.get(best["thumbnail"], headers=auth)
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert thumb.headers["x-content-type-options"] == "nosniff"
+        assert thumb.content[:2] == b"\xff\xd8"
+        assert client.get(best["thumbnail"], headers={"X-API-Key": other}).status_code == 404
+        r = client.get(f"/v1/search?like={vid}@42", headers=auth)
+        assert r.status_code == 200 and r.json()["moments"][0]["video_id"] == vid
+        assert client.get("/v1/search", headers=auth).status_code == 422
+        r = client.post("/v1/search", headers=auth, files={"image": ("x.png", b"nope")})
+        assert r.status_code == 422

@@ -1,12 +1,15 @@
-"""/v1/videos/{id}/media: the uploaded file, seekable."""
+"""/v1/videos/{id}/media: the uploaded file, seekable; /v1/videos/{id}/thumbnails: the
+keyframes' JPEGs."""
 
 import mimetypes
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from api.deps import MediaVideoDep
+from api.deps import MediaVideoDep, SettingsDep
 from api.schemas import errors
 from core.errors import NotFound
 
@@ -27,3 +30,20 @@ def media(video: MediaVideoDep) -> FileResponse:
     mime = mimetypes.guess_type(video.filename)[0] or mimetypes.guess_type(path.name)[0]
     return FileResponse(path, media_type=mime or "application/octet-stream",
                         content_disposition_type="inline", filename=video.filename)
+
+
+@router.get("/v1/videos/{video_id}/thumbnails/{t_ms}.jpg", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "the keyframe"},
+                       **errors(401, 404, 422)})
+def thumbnail(video: MediaVideoDep, settings: SettingsDep,
+              t_ms: Annotated[int, PathParam(ge=0, le=2**31 - 1, description="ms")]
+              ) -> FileResponse:
+    """A keyframe's thumbnail (320 px JPEG), as a moment's `thumbnail` names it; a key or
+    the video's media token authorises it, like the media."""
+    from indexer import thumbs
+    path = thumbs.thumb_path(settings.media_dir, video.id, t_ms)
+    if not path.is_file():
+        raise NotFound(f"video {video.id} has no thumbnail at {t_ms} ms")
+    return FileResponse(path, media_type="image/jpeg",
+                        headers={"X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "private, max-age=86400"})
