@@ -15,8 +15,7 @@ from indexer.shots import Shot
 
 VISUAL_EMBED = "visual_embed"
 SHOTS_ONLY = "shots-only"       # the unit's model id while no image-text model resolves
-ENABLE = ("set CHRONOSCOPE_VISUAL__MODEL to an image-text model (a SigLIP 2 or CLIP "
-          "directory or hub id; Qwen/Qwen3-VL-Embedding-2B on a GPU) to enable it")
+ENABLE = "set CHRONOSCOPE_VISUAL__MODEL=<directory or hub id> to enable it"
 
 
 def unavailable(settings: Settings) -> str | None:
@@ -34,9 +33,10 @@ def skipped_note(settings: Settings) -> str | None:
     why = unavailable(settings)
     if why is None:
         return None
+    why = why.removeprefix("no image-text model for visual search: ")
     if not settings.visual.enabled:
         return f"visual search skipped: {why}"
-    return f"visual search skipped: {why}; {ENABLE}"
+    return f"visual search skipped: {why.rstrip('.')}; {ENABLE}"
 
 
 def pieces(shot: Shot) -> list[tuple[int, int, Frame]]:
