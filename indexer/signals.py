@@ -11,7 +11,7 @@ import numpy as np
 
 from core.config import Settings
 from core.types import SCREEN_TEXT, SPEECH, VISUAL, VISUAL_SKIPPED, Frame, Segment, VideoInfo
-from indexer import keyframes, thumbs
+from indexer import keyframes
 from indexer.decode import decode_audio, sample_frames
 from indexer.plan import ChunkSpan
 
@@ -61,7 +61,8 @@ class Signal(Protocol):
         """What produces its segments; a unit done with another id is done again."""
 
     def frame_side(self, settings: Settings) -> int | None:
-        """The longest side it reads frames at; None: it reads no frames."""
+        """The longest side it reads frames at; None: it reads no frames, or takes them at
+        whatever size the others read (the decode default when it runs alone)."""
 
     def run(self, ctx: ChunkContext) -> list[Segment]:
         """Its segments for the chunk, in absolute ms, owned by the chunk."""
@@ -165,7 +166,9 @@ class VisualEmbed:
         return visual.model_id(settings)
 
     def frame_side(self, settings: Settings) -> int | None:
-        return max(settings.visual.frame_side, thumbs.WIDTH)
+        # Any size serves: cuts read 64 px, SigLIP resizes to 224 px and thumbnails never
+        # enlarge; so it asks for none and takes the frames the other signals read.
+        return None
 
     def produce(self, ctx: ChunkContext) -> tuple[list[Segment], np.ndarray | None, str | None]:
         shots = keyframes.detect(ctx.settings, ctx.frames(), ctx.span.end_ms)
