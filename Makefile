@@ -2,7 +2,8 @@
 #   make demo   set everything up, index sample videos, print a moment search
 #   make test   run the whole test suite (what CI runs)
 PY := .venv/bin/python
-SAMPLES := ../shared/media/his_girl_friday_6s.mp4 ../shared/media/timer_text_61s.mp4
+SAMPLES := ../shared/media/his_girl_friday_6s.mp4 ../shared/media/timer_text_61s.mp4 \
+           ../shared/media/car_detection_30s.mp4
 
 .PHONY: setup system-deps demo test bench
 
@@ -24,6 +25,7 @@ demo: setup
 	.venv/bin/chronoscope index $(SAMPLES)
 	.venv/bin/chronoscope search "someone stole the royal jewels" -k 3
 	.venv/bin/chronoscope search "title of the example film" -k 3
+	.venv/bin/chronoscope search "a car driving past" -k 3   # visual space, when a model resolves
 
 test: setup
 	bash tests/web/setup.sh

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from core.config import get_settings
-from core.errors import BadInput, BadQuery, ChronoscopeError, NotFound
+from core.errors import BadInput, BadQuery, ChronoscopeError, ModelUnavailable, NotFound
 from core.times import check_range, clock, to_ms
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -217,35 +217,52 @@ def delete(video_id: str) -> None:
 
 @app.command("reindex-vectors")
 def reindex_vectors() -> None:
-    """Rebuild the FAISS index from the database."""
+    """Rebuild the FAISS indexes (every vector space) from the database."""
     from indexer import index_sync
     count = index_sync.rebuild(get_settings())
     typer.echo(f"rebuilt the vector index: {count} segments")
 
 
 @app.command()
-def search(query: str,
+def search(query: Annotated[str, typer.Argument(help="what to find, in plain words")] = "",
+           image: Annotated[Path | None, typer.Option(help="find moments that look like "
+                                                      "this picture")] = None,
+           like: Annotated[str | None, typer.Option(help="VIDEO_ID@SECONDS: moments that "
+                                                    "look like that one")] = None,
            video: Annotated[list[str] | None, typer.Option("--video", help="video id")] = None,
            start: Annotated[float | None, typer.Option(help="seconds")] = None,
            end: Annotated[float | None, typer.Option(help="seconds")] = None,
            kind: KindOpt = None,
            k: Annotated[int, typer.Option("-k", help="number of moments")] = 10,
            as_json: JsonOpt = False) -> None:
-    """Find moments in natural language."""
+    """Find moments in natural language, by an image, or like another moment."""
     from search import query as q
+    from search import visual
     _check_range(start, end)
     _check_kinds(kind)
     try:
+        example = {"like": visual.parse_like(like)} if like else {}
+        if image is not None:
+            example["image"] = visual.read_image(_read(image))
         moments = q.search(get_settings(), query, video_ids=video, start_ms=to_ms(start),
-                           end_ms=to_ms(end), kinds=kind, k=k)
+                           end_ms=to_ms(end), kinds=kind, k=k, **example)
     except BadInput as e:
         _die(str(e), 2)
+    except (NotFound, ModelUnavailable) as e:
+        _die(str(e))
     rows = [m.to_json() for m in moments]
     human = "\n".join(
         f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
         f"{_span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
         for r in rows) or "no matches"
     _emit(rows, as_json, human)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        _die(f"cannot read {path}: {e.strerror}", 2)
 
 
 def _span(row: dict) -> str:

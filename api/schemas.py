@@ -58,6 +58,7 @@ class MomentOut(BaseModel):
     score: float
     weak: bool
     kinds: list[str]
+    thumbnail: str | None = None      # the keyframe's JPEG, under /v1/videos/{id}/thumbnails
     text: str
     segments: list[MomentSegmentOut]
 

@@ -1,9 +1,11 @@
-"""The vector index kept in step with the database (the write side of `search.index`).
+"""The vector indexes kept in step with the database (the write side of `search.index`).
 
-Ids are segment ids. Only segments embedded by the configured text embedder (its model id,
-`model.embed.model_id`) are indexed, since a query vector is comparable only with vectors of
-the same model; switching models rebuilds the index on the next `sync`. Postgres is the
-truth: `rebuild` makes the index from it at any time.
+One index per vector space (`search.index.state.SPACES`): `text` holds the segments embedded
+by the configured text embedder (`model.embed.model_id`), `visual` the keyframes embedded by
+the image-text model (`model.visual.model_id`). Ids are segment ids. A space holds one
+model's vectors, since a query vector is comparable only with vectors of the same model;
+switching models rebuilds that space on the next `sync`. Every public call covers every
+space. Postgres is the truth: `rebuild` makes the indexes from it at any time.
 
 Cheap sync: for every video the state keeps its generation stamp (`videos.updated_at`, which
 the pipeline bumps after writing a chunk's segments, and which vanishes with the row on
@@ -25,8 +27,8 @@ for, and main goes from flat to IVF and back as the size calls for.
 One video's rows never break the shared index: times beyond int32 ms are clamped where
 they enter the attrs (`search.index.filters.Attrs.of_rows`).
 
-Writers hold an fcntl lock (vectors.faiss.lock) since several workers may finish videos at
-once.
+Writers hold one fcntl lock for all spaces (vectors.faiss.lock) since several workers may
+finish videos at once.
 """
 
 import fcntl
@@ -42,7 +44,7 @@ from search.index import state as files
 from search.index.faiss_ops import (FLAT, IVF, index_kind, new_index, plan, storage, train,
                                     train_size)
 from search.index.filters import Attrs
-from search.index.state import State
+from search.index.state import SPACES, TEXT, State
 from store import index_rows
 from store.db import session_scope
 
@@ -53,37 +55,43 @@ BATCH = 20_000
 
 
 def rebuild(settings: Settings) -> int:
-    """Rebuild the index from the database; returns the number of vectors in it."""
+    """Rebuild every space from the database; returns the number of vectors in them."""
     with _writer(settings):
-        state = files.read_state(settings)
-        return _rebuild(settings, _target_model(settings, state)).total
+        return sum(_rebuild(settings, space, _target_model(
+            settings, space, files.read_state(settings, space))).total for space in SPACES)
 
 
 def sync(settings: Settings, *, full: bool = False) -> None:
-    """Bring the index in line with the database: vectors of new segments added, those of
+    """Bring every space in line with the database: vectors of new segments added, those of
     deleted or replaced segments dropped. Cheap: only videos whose stamp changed are read."""
     with _writer(settings):
-        state = files.read_state(settings)
-        model = _target_model(settings, state)
-        if (state is None or state.model != model
-                or state.main_stat != files.stat(settings.faiss_path)
-                or state.attrs_stat != files.stat(files.attrs_path(settings))):
-            _rebuild(settings, model)
-            return
-        if _apply_changes(settings, state, full=full):
-            _maybe_compact(settings, state)
-            files.save_state(settings, state)
+        for space in SPACES:
+            _sync_space(settings, space, full=full)
+
+
+def _sync_space(settings: Settings, space: str, *, full: bool) -> None:
+    state = files.read_state(settings, space)
+    model = _target_model(settings, space, state)
+    if (state is None or state.model != (model or "")
+            or state.main_stat != files.stat(files.index_path(settings, space))
+            or state.attrs_stat != files.stat(files.attrs_path(settings, space))):
+        _rebuild(settings, space, model)
+        return
+    if _apply_changes(settings, state, full=full):
+        _maybe_compact(settings, space, state)
+        files.save_state(settings, state, space)
 
 
 def remove_video(settings: Settings, video_id: str) -> None:
     """Drop one video's vectors now, whatever the database says (a later `sync` adds them
     back if its segments are still there). `delete` needs only `sync`, after the rows go."""
     with _writer(settings):
-        state = files.read_state(settings)
-        if state is None or video_id not in state.videos:
-            return
-        _drop(state, files.unruns(state.videos.pop(video_id)["runs"]))
-        files.save_state(settings, state)
+        for space in SPACES:
+            state = files.read_state(settings, space)
+            if state is None or video_id not in state.videos:
+                continue
+            _drop(state, files.unruns(state.videos.pop(video_id)["runs"]))
+            files.save_state(settings, state, space)
 
 
 def _drop(state: State, ids: np.ndarray) -> None:
@@ -151,8 +159,8 @@ def _update_video(state: State, video_id: str, stamp: str, rows) -> None:
     state.videos[video_id].update(stamp=stamp, sig=str(sig), runs=files.runs(ids))
 
 
-def _rebuild(settings: Settings, model: str | None) -> State:
-    """A fresh main index and state from the database (lock held)."""
+def _rebuild(settings: Settings, space: str, model: str | None) -> State:
+    """A fresh main index and state of a space from the database (lock held)."""
     state = State(model=model or "")
     with session_scope(settings) as s:
         stamps = {v: _stamp(t) for v, t in index_rows.video_stamps(s).items()}
@@ -162,8 +170,8 @@ def _rebuild(settings: Settings, model: str | None) -> State:
     for v, (ids, sig) in rows_by_video.items():
         state.videos[v].update(stamp=stamps.get(v, ""), sig=str(sig % (1 << 64)),
                                runs=files.runs(np.asarray(ids, np.int64)))
-    _write_main(settings, state, index, table)
-    files.save_state(settings, state)
+    _write_main(settings, space, state, index, table)
+    files.save_state(settings, state, space)
     return state
 
 
@@ -210,14 +218,14 @@ def _trained_ivf(session, model: str, n: int, spec: dict) -> faiss.Index:
     return index
 
 
-def _write_main(settings: Settings, state: State, index: faiss.Index | None,
+def _write_main(settings: Settings, space: str, state: State, index: faiss.Index | None,
                 table: tuple[np.ndarray, Attrs] | None) -> None:
     """Write main and its attrs in storage order; `table` holds the attrs of at least every
     id in the index, by id (sorted)."""
-    path = settings.faiss_path
+    path, attrs = files.index_path(settings, space), files.attrs_path(settings, space)
     if index is None or index.ntotal == 0:
         path.unlink(missing_ok=True)
-        files.attrs_path(settings).unlink(missing_ok=True)
+        attrs.unlink(missing_ok=True)
         state.main_kind, state.main_count = "", 0
     else:
         ids = storage(index)
@@ -225,37 +233,37 @@ def _write_main(settings: Settings, state: State, index: faiss.Index | None,
         if not np.array_equal(table[0][np.minimum(at, len(table[0]) - 1)], ids):
             raise RuntimeError("vector index: attributes missing for indexed ids")
         files.atomic_write(path, lambda tmp: faiss.write_index(index, str(tmp)))
-        files.savez(files.attrs_path(settings), **table[1].take(at).arrays())
+        files.savez(attrs, **table[1].take(at).arrays())
         state.main_kind, state.main_count = index_kind(index), int(index.ntotal)
-    state.main_stat, state.attrs_stat = files.stat(path), files.stat(files.attrs_path(settings))
+    state.main_stat, state.attrs_stat = files.stat(path), files.stat(attrs)
 
 
-def _maybe_compact(settings: Settings, state: State) -> None:
+def _maybe_compact(settings: Settings, space: str, state: State) -> None:
     """Fold the delta and the deleted set into main when they grow, and re-plan the index
     type when the size calls for another one."""
     exact_max = settings.search.exact_max
     if plan(state.total, settings)["kind"] == IVF and state.main_kind != IVF:
-        _rebuild_into(settings, state)           # flat -> IVF: training needs everything
+        _rebuild_into(settings, space, state)    # flat -> IVF: training needs everything
         return
     if state.main_kind == IVF and (
             state.total < exact_max // 2     # back to exact, with hysteresis against flapping
             or not state.trained_for / RETRAIN_FACTOR <= state.total
             <= state.trained_for * RETRAIN_FACTOR):
-        _rebuild_into(settings, state)
+        _rebuild_into(settings, space, state)
         return
     delta_cap = min(DELTA_MAX, max(DELTA_MIN, state.main_count // 20))
     dead = len(state.deleted) > DELETED_FRACTION * state.main_count + 1000
     first = state.main_kind == "" and len(state.delta_ids)   # give the library its file
     if len(state.delta_ids) > delta_cap or dead or first:
-        _compact(settings, state)
+        _compact(settings, space, state)
 
 
-def _compact(settings: Settings, state: State) -> None:
+def _compact(settings: Settings, space: str, state: State) -> None:
     """Main rewritten without the deleted ids and with the delta folded in."""
     index, ids, attrs = None, np.zeros(0, np.int64), Attrs.empty()
     if state.main_kind:
-        index = faiss.read_index(str(settings.faiss_path))
-        ids, attrs = storage(index), files.read_attrs(settings)
+        index = faiss.read_index(str(files.index_path(settings, space)))
+        ids, attrs = storage(index), files.read_attrs(settings, space)
         live = ~np.isin(ids, state.deleted)      # a deleted id may come back in the delta
         ids, attrs = ids[live], attrs.take(live)
     if index is not None and len(state.deleted):
@@ -267,15 +275,15 @@ def _compact(settings: Settings, state: State) -> None:
     ids = np.concatenate([ids, state.delta_ids])
     attrs = Attrs.concat([attrs, state.delta_attrs])
     order = np.argsort(ids, kind="stable")
-    _write_main(settings, state, index, (ids[order], attrs.take(order)))
+    _write_main(settings, space, state, index, (ids[order], attrs.take(order)))
     state.delta_ids = np.zeros(0, np.int64)
     state.delta_vecs = np.zeros((0, state.dim or state.delta_vecs.shape[1]), np.float32)
     state.delta_attrs = Attrs.empty()
     state.deleted = np.zeros(0, np.int64)
 
 
-def _rebuild_into(settings: Settings, state: State) -> None:
-    fresh = _rebuild(settings, state.model)
+def _rebuild_into(settings: Settings, space: str, state: State) -> None:
+    fresh = _rebuild(settings, space, state.model)
     for name in State.__dataclass_fields__:
         setattr(state, name, getattr(fresh, name))
 
@@ -305,16 +313,17 @@ def _writer(settings: Settings):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _target_model(settings: Settings, state: State | None) -> str | None:
-    """The embedder queries use; when it cannot be loaded here, keep what the index has."""
-    from model import embed
+def _target_model(settings: Settings, space: str, state: State | None) -> str | None:
+    """The embedder queries of the space use; when it cannot be loaded here, keep what the
+    index has, or else the space's most recent model in the database."""
+    from model import embed, visual
     try:
-        return embed.model_id(settings)
+        return (embed if space == TEXT else visual).model_id(settings)
     except ModelUnavailable:
         if state is not None and state.model:
             return state.model
         with session_scope(settings) as s:
-            return index_rows.latest_embed_model(s)
+            return index_rows.latest_embed_model(s, visual=space != TEXT)
 
 
 def _decode(rows, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,8 @@ from indexer.plan import ChunkSpan, plan_chunks
 from indexer.probe import check_file, probe
 from store import queries
 from store.db import session_scope
-from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Video
+from store.schema import (FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Shot,
+                          Video)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def plan(settings: Settings, video_id: str) -> int:
            [(c.idx, c.start_ms, c.end_ms) for c in spans]:
             video.notes = video.notes[:len(video.notes) - len(damaged)]
             # The plan changed (new chunk length): old units no longer line up, start over.
-            for table in (Segment, ChunkRun, Chunk):
+            for table in (Segment, Shot, ChunkRun, Chunk):
                 s.execute(delete(table).where(table.video_id == video_id))
             s.flush()
             s.add_all(Chunk(video_id=video_id, idx=c.idx, start_ms=c.start_ms, end_ms=c.end_ms)
@@ -121,12 +122,11 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
             if (signal, model_id) in done:
                 continue
             _still_there(settings, video_id)     # deleted meanwhile: stop at this unit
-            segments = signals.run(signal, context)
-            vectors, embed_model = signals.embed(settings, segments)
+            segments, vectors, embed_model = signals.produce(signal, context)
             with session_scope(settings) as s:
                 queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
                                      model_id=model_id, segments=segments, embeddings=vectors,
-                                     embed_model=embed_model)
+                                     embed_model=embed_model, kind=signals.kind_of(signal))
             computed += 1
     note = damage.note(seen, span.start_ms, span.end_ms)
     with session_scope(settings) as s:

@@ -1,7 +1,7 @@
-"""The signals of one chunk: speech, screen text and visual events, a registry of small
-classes behind one Protocol. Each turns the chunk's media into segments that the chunk owns;
-`pipeline` stores them unit by unit. A new signal (a visual embedder) is one more class in
-SIGNALS."""
+"""The signals of one chunk: speech, screen text, visual embeddings (with shots and
+thumbnails) and visual events, a registry of small classes behind one Protocol. Each turns
+the chunk's media into segments that the chunk owns; `pipeline` stores them unit by unit. A
+new signal is one more class in SIGNALS."""
 
 from dataclasses import dataclass, field
 from itertools import chain
@@ -12,6 +12,7 @@ import numpy as np
 
 from core.config import Settings
 from core.types import SCREEN_TEXT, SPEECH, VISUAL, VISUAL_SKIPPED, Frame, Segment, VideoInfo
+from indexer import keyframes
 from indexer.decode import decode_audio, sample_frames
 from indexer.plan import ChunkSpan
 
@@ -61,7 +62,8 @@ class Signal(Protocol):
         """What produces its segments; a unit done with another id is done again."""
 
     def frame_side(self, settings: Settings) -> int | None:
-        """The longest side it reads frames at; None: it reads no frames."""
+        """The longest side it reads frames at; None: it reads no frames, or takes them at
+        whatever size the others read (the decode default when it runs alone)."""
 
     def run(self, ctx: ChunkContext) -> list[Segment]:
         """Its segments for the chunk, in absolute ms, owned by the chunk."""
@@ -159,8 +161,40 @@ class VisualCaptions:
         return [seg for segs in per_window for seg in segs]
 
 
+class VisualEmbed:
+    """Shots, thumbnails and keyframe embeddings (image-text model): segments of kind
+    visual whose vectors are the visual space's own, not the text embedder's."""
+    name = keyframes.VISUAL_EMBED
+    kind = VISUAL
+
+    def runs(self, settings: Settings, *, has_audio: bool) -> bool:
+        return True       # shots and thumbnails for every video; embeddings when possible
+
+    def skipped(self, settings: Settings, info: VideoInfo) -> str | None:
+        return keyframes.skipped_note(settings)
+
+    def model_id(self, settings: Settings) -> str:
+        if keyframes.unavailable(settings) is not None:
+            return keyframes.SHOTS_ONLY     # done again once a model resolves
+        from model import visual
+        return visual.model_id(settings)
+
+    def frame_side(self, settings: Settings) -> int | None:
+        # Any size serves: cuts read 64 px, SigLIP resizes to 224 px and thumbnails never
+        # enlarge; so it asks for none and takes the frames the other signals read.
+        return None
+
+    def produce(self, ctx: ChunkContext) -> tuple[list[Segment], np.ndarray | None, str | None]:
+        shots = keyframes.detect(ctx.settings, ctx.frames(), ctx.span.end_ms)
+        keyframes.store(ctx.settings, ctx.video_id, ctx.span.idx, shots)
+        return keyframes.embed(ctx.settings, shots)
+
+    def run(self, ctx: ChunkContext) -> list[Segment]:
+        return self.produce(ctx)[0]
+
+
 # Run order: captions come last because they read the chunk's stored speech as context.
-SIGNALS: tuple[Signal, ...] = (Speech(), ScreenText(), VisualCaptions())
+SIGNALS: tuple[Signal, ...] = (Speech(), ScreenText(), VisualEmbed(), VisualCaptions())
 BY_NAME: dict[str, Signal] = {s.name: s for s in SIGNALS}
 
 
@@ -180,6 +214,22 @@ def model_id(settings: Settings, signal: str) -> str:
 
 def run(signal: str, ctx: ChunkContext) -> list[Segment]:
     return BY_NAME[signal].run(ctx)
+
+
+def kind_of(signal: str) -> str:
+    """The kind of a signal's segments (its name unless it says otherwise)."""
+    return getattr(BY_NAME[signal], "kind", signal)
+
+
+def produce(signal: str, ctx: ChunkContext) -> tuple[list[Segment], np.ndarray | None,
+                                                     str | None]:
+    """A signal's segments with their vectors and the model that made them: its own (a
+    visual embedder) or the text embedder over their text."""
+    own = getattr(BY_NAME[signal], "produce", None)
+    if own is not None:
+        return own(ctx)
+    segments = run(signal, ctx)
+    return (segments, *embed(ctx.settings, segments))
 
 
 def stored(ctx: ChunkContext, kind: str, *, before: bool = False) -> list[Segment]:

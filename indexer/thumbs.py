@@ -1,13 +1,11 @@
-"""Thumbnails: a small JPEG of a decoded keyframe, stored beside the media, and the choice of
-which keyframe shows a moment."""
+"""Thumbnails: a small JPEG of a decoded keyframe, stored beside the media (which keyframe
+shows a moment is chosen on the read side, `search.thumbnails`)."""
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -17,12 +15,6 @@ from search.index.state import atomic_write
 WIDTH = 320       # px: sharp in a result list, a few KB each
 QUALITY = 80
 _SAFE_ID = re.compile(r"^[\w-]{1,128}$")
-
-
-class HasKeyframes(Protocol):
-    start_ms: int
-    end_ms: int
-    keyframe_ms: Sequence[int]
 
 
 def thumb_path(media_dir: Path, video_id: int | str, t_ms: int) -> Path:
@@ -52,15 +44,3 @@ def write(media_dir: Path, video_id: int | str, frame: Frame) -> Path:
     data = encode(frame.image)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
-
-
-def thumbnail_ms(shots: Sequence[HasKeyframes], best_start_ms: int, best_end_ms: int) -> int | None:
-    """The keyframe that shows a moment: in the shot holding the middle of the moment's best
-    segment, the keyframe nearest that middle. None when no shot has a keyframe."""
-    middle = (best_start_ms + best_end_ms) // 2
-    holding = [s for s in shots if s.start_ms <= middle < s.end_ms and s.keyframe_ms]
-    times = list(holding[0].keyframe_ms) if holding else \
-        [t for s in shots for t in s.keyframe_ms]   # a gap between chunks: nearest anywhere
-    if not times:
-        return None
-    return min(times, key=lambda t: (abs(t - middle), t))

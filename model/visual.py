@@ -85,6 +85,12 @@ class ClipBackend:
         self.siglip = config.model_type in ("siglip", "siglip2")
         self.text_length = int(getattr(config.text_config, "max_position_embeddings", 77))
         self.dim = int(self.texts(["a"], 1).shape[1])
+        # SigLIP's training loss is a sigmoid of scale * cos + bias per image-text pair:
+        # its output is the model's own probability that the two match.
+        self.calibration = None
+        if self.siglip and hasattr(self.model, "logit_bias"):
+            self.calibration = (float(self.model.logit_scale.detach().exp()),
+                                float(self.model.logit_bias.detach().reshape(-1)[0]))
 
     def images(self, images: list[np.ndarray], batch_size: int) -> np.ndarray:
         import torch
@@ -121,6 +127,7 @@ class ClipBackend:
 
 
 class QwenBackend:
+    calibration = None
     """Qwen3-VL-Embedding as its model card runs it: a chat (instruction as system turn,
     the input as user turn, generation prompt added) closed by <|endoftext|>, whose
     last-layer hidden state is the embedding."""
@@ -237,6 +244,20 @@ def model_id(settings: Settings | None = None) -> str:
 
 def dim(settings: Settings | None = None) -> int:
     return VisualEmbedder.get(_settings(settings)).dim
+
+
+# Score maps, P(match) = sigmoid(scale * cos + bias), for what has no trained one:
+# a text query against a contrastive (softmax-trained) model's keyframes: 0.5 at cos 0.25,
+# where CLIP-family text-image cosines of a true match start; and an image query against
+# keyframes (image-image cosine of the same model): 0.5 at cos 0.85, near-duplicates only.
+DEFAULT_TEXT = (40.0, -10.0)
+IMAGE = (20.0, -17.0)
+
+
+def text_calibration(settings: Settings | None = None) -> tuple[float, float]:
+    """(scale, bias) that turn a text-keyframe cosine into the probability of a match:
+    SigLIP's own trained logit scale and bias, or DEFAULT_TEXT for other models."""
+    return VisualEmbedder.get(_settings(settings)).backend.calibration or DEFAULT_TEXT
 
 
 def embed_images(images: Sequence[Image], settings: Settings | None = None) -> np.ndarray:

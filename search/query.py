@@ -1,5 +1,5 @@
-"""Moment search: vectors and full text fused by reciprocal rank, neighbouring hits of one
-video merged into moments.
+"""Moment search: vectors and full text fused by reciprocal rank, the visual space beside
+them, neighbouring hits of one video merged into moments.
 
 Retrieval. The query is embedded once. Vector hits: the filters go into the FAISS search
 itself (`search.index.reader.search` with a `Filter`: the index keeps each vector's video,
@@ -38,7 +38,16 @@ over a phrase split across segments but neither over the unrelated lines next to
 the minute a slide stays on screen around the sentence that answers. What is left out comes
 back as moments of its own only when fewer than k were found. Screen text joins a moment of
 screen text only when on screen at the same time (not the adjacent slide or clock reading). A
-moment's bounds are those of its segments.
+moment's bounds are those of its segments. Each moment carries the keyframe thumbnail of the
+shot that holds its best segment (`search.thumbnails`).
+
+The visual space (keyframe embeddings, `search.visual`). A text query is also embedded by
+the image-text model's text tower and searched there; its hits are scored by that model's
+calibrated probability of a match (SigLIP's own sigmoid) and join the same list of scored
+segments, so a moment's score is the best calibrated probability of its segments, whichever
+space found them: "weak" still means probably not there. Nothing changes where the space is
+empty. An image, or `like` (a video and a time: the keyframe embedding stored there),
+searches the visual space only.
 """
 
 import logging
@@ -46,14 +55,15 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from core.config import Settings
 from core.errors import BadQuery
-from core.times import check_range, seconds
-from core.types import KINDS, SCREEN_TEXT
+from core.times import check_range
+from core.types import KINDS
+from search import thumbnails, visual
+from search.moments import Moment, moments
 from search.index import reader
 from search.index.faiss_ops import exact_search
 from search.index.filters import Filter
@@ -69,7 +79,6 @@ TEXT_MIN_COVER = 0.4
 DF_CAP = 10_000             # document frequencies are counted up to here (bounded cost)
 EXACT_CANDIDATES = 8192     # a video filter up to this many vectors: scored exactly
 MAX_K = 1000
-MERGE_RATIO = 0.6
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
@@ -91,30 +100,11 @@ _recent: OrderedDict = OrderedDict()
 _recent_lock = threading.Lock()
 
 
-@dataclass
-class Moment:
-    video_id: str
-    start_ms: int
-    end_ms: int
-    score: float
-    weak: bool
-    kinds: list[str]
-    text: str
-    segments: list[dict] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"video_id": self.video_id, "start": seconds(self.start_ms),
-                "end": seconds(self.end_ms),
-                "score": round(self.score, 3), "weak": self.weak, "kinds": self.kinds,
-                "text": self.text,
-                "segments": [{"id": g["id"], "start": seconds(g["start_ms"]),
-                              "end": seconds(g["end_ms"]),
-                              "kind": g["kind"], "text": g["text"], "score": g["score"]}
-                             for g in self.segments]}
-
-
-def validate(query: str, start_ms, end_ms, kinds, k) -> None:
-    if not isinstance(query, str) or not query.strip():
+def validate(query: str, start_ms, end_ms, kinds, k, *, examples: int = 0) -> None:
+    """`examples`: how many of an image and a `like` moment were given besides the text."""
+    if examples > 1 or (examples and query):
+        raise BadQuery("search by words, by an image or like a moment: one of them")
+    if not examples and (not isinstance(query, str) or not query.strip()):
         raise BadQuery("the query is empty")
     check_range(start_ms, end_ms)
     for kind in kinds or []:
@@ -124,19 +114,45 @@ def validate(query: str, start_ms, end_ms, kinds, k) -> None:
         raise BadQuery(f"k must be an integer from 1 to {MAX_K}")
 
 
-def search(settings: Settings, query: str, *, video_ids: list[str] | None = None,
+def search(settings: Settings, query: str = "", *, video_ids: list[str] | None = None,
            start_ms: int | None = None, end_ms: int | None = None,
            kinds: list[str] | None = None, k: int = 10, tenant: str | None = None,
-           mode: str = "hybrid") -> list[Moment]:
-    """The k best moments for a natural-language query, best first. `mode` 'vector' or
-    'text' uses one retriever alone (for evaluation)."""
-    validate(query, start_ms, end_ms, kinds, k)
+           mode: str = "hybrid", image=None, like: tuple[str, int] | None = None
+           ) -> list[Moment]:
+    """The k best moments for a natural-language query, best first; or, with `image` (a PIL
+    image or an RGB array) or `like` ((video id, t_ms): more like that moment), the moments
+    that look most like it. `mode` 'vector' or 'text' uses one retriever alone (for
+    evaluation)."""
+    validate(query, start_ms, end_ms, kinds, k,
+             examples=(image is not None) + (like is not None))
     if mode not in MODES:
         raise BadQuery(f"unknown mode {mode!r}")
-    from model import embed
     f = Filters(tuple(video_ids) if video_ids else None, start_ms, end_ms,
                 tuple(dict.fromkeys(kinds)) if kinds else None, tenant)
     pool = max(50, 5 * k)
+    if image is not None or like is not None:
+        qvec, calibration = visual.query_vector(settings, image=image, like=like, tenant=tenant)
+        found = visual.hits(settings, qvec, pool, f)
+        rows = {r.id: r for r in _rows(settings, [i for i, _ in found])}
+        scored = visual.scored(settings, found, rows, calibration)
+        return _with_thumbnails(settings, moments(scored, settings, k))
+    scored = _text_scored(settings, query, f, pool, mode)
+    if mode == "hybrid" and (seen := visual.query_vector(settings, text=query)) is not None:
+        found = visual.hits(settings, seen[0], pool, f)
+        rows = {r.id: r for r in _rows(settings, [i for i, _ in found])}
+        scored += visual.scored(settings, found, rows, seen[1])
+    return _with_thumbnails(settings, moments(scored, settings, k))
+
+
+def _with_thumbnails(settings: Settings, found: list[Moment]) -> list[Moment]:
+    thumbnails.attach(settings, found)
+    return found
+
+
+def _text_scored(settings: Settings, query: str, f: Filters, pool: int, mode: str
+                 ) -> list[tuple]:
+    """The text space and full text, fused: (row, score, fused rank value) per segment."""
+    from model import embed
     model = embed.model_id(settings)
     qvec = query_vector(settings, model, query)
     vec_hits = vector_hits(settings, qvec, pool, f, model) if mode != "text" else []
@@ -160,7 +176,7 @@ def search(settings: Settings, query: str, *, video_ids: list[str] | None = None
         rrf_norm = value * (RRF_K + 1) / 2
         rel = {"hybrid": cos + RRF_WEIGHT * rrf_norm, "vector": cos, "text": rrf_norm}[mode]
         scored.append((r, score(rel), value))
-    return moments(scored, settings, k)
+    return scored
 
 
 def query_vector(settings: Settings, model: str, query: str) -> np.ndarray:
@@ -281,69 +297,3 @@ def text_search(settings: Settings, query: str, n: int, f: Filters) -> list[int]
 def _rows(settings: Settings, ids: list[int]):
     with session_scope(settings) as s:
         return search_rows.segments_by_id(s, ids=ids)
-
-
-def _near(row, g: dict, gap: int) -> bool:
-    """Whether a segment may join a moment. Screen text joins a moment of screen text only
-    when on screen with it (another line of the same slide): the next slide or the next
-    reading of a clock is another text, and must not stretch the bounds of the one that
-    matched. Speech, and screen text beside speech, group within the gap as before."""
-    if row.kind == SCREEN_TEXT and all(t[0].kind == SCREEN_TEXT for t in g["items"]):
-        return row.start_ms < g["end"] and row.end_ms > g["start"]
-    return row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap
-
-
-def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
-    """Moments from scored segments taken best first, and the segments left out as much
-    weaker neighbours of a moment."""
-    groups: list[dict] = []
-    dropped = []
-    for item in sorted(items, key=lambda t: (-t[1], -t[2], t[0].id)):
-        row, p = item[0], item[1]
-        near = [g for g in groups if g["video_id"] == row.video_id and _near(row, g, gap)]
-        if not near:
-            groups.append({"video_id": row.video_id, "start": row.start_ms, "end": row.end_ms,
-                           "best": p, "rrf": item[2], "items": [item]})
-            continue
-        g = near[0]
-        anchor = g["items"][0][0]
-        longest = max(2 * (anchor.end_ms - anchor.start_ms), anchor.end_ms - anchor.start_ms + 2 * gap)
-        if p < MERGE_RATIO * g["best"] or row.end_ms - row.start_ms > longest:
-            # A much weaker neighbour, or one far longer than the best segment (a slide on
-            # screen for a minute around the sentence that answers): it would blur the
-            # moment's bounds. Kept aside, in case fewer than k moments are found.
-            dropped.append(item)
-            continue
-        g["items"].append(item)
-        g["start"], g["end"] = min(g["start"], row.start_ms), max(g["end"], row.end_ms)
-        for other in near[1:]:     # the segment bridged two moments: they become one
-            if other["best"] >= MERGE_RATIO * g["best"]:
-                g["items"] += other["items"]
-                g["start"], g["end"] = min(g["start"], other["start"]), max(g["end"], other["end"])
-                g["rrf"] = max(g["rrf"], other["rrf"])
-                groups.remove(other)
-    return groups, dropped
-
-
-def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
-    """The k best moments from scored segments (row, score, fused rank value). Much weaker neighbours of a moment are left out of it; they come back as
-    moments of their own only when fewer than k moments were found (a narrow filter still
-    returns k results)."""
-    gap = round(settings.search.merge_gap_s * 1000)
-    groups, dropped = _group(scored, gap)
-    if len(groups) < k and dropped:
-        groups += _group(dropped, gap)[0]
-    weak = settings.search.weak_score
-    out = []
-    order = lambda g: (-g["best"], -g["rrf"], g["video_id"], g["start"])  # noqa: E731
-    for g in sorted(groups, key=order)[:k]:
-        items = sorted(g["items"], key=lambda t: (t[0].start_ms, t[0].end_ms, t[0].id))
-        best = float(g["best"])
-        out.append(Moment(
-            video_id=g["video_id"], start_ms=g["start"], end_ms=g["end"], score=best,
-            weak=best < weak, kinds=sorted({t[0].kind for t in items}),
-            text=" … ".join(dict.fromkeys(" ".join(t[0].text.split()) for t in items))[:500],
-            segments=[{"id": t[0].id, "start_ms": t[0].start_ms, "end_ms": t[0].end_ms,
-                       "kind": t[0].kind, "text": t[0].text, "score": round(float(t[1]), 4)}
-                      for t in items]))
-    return out

@@ -61,7 +61,10 @@ def stream_rows(session: Session, *, model: str, batch: int) -> Iterator[Sequenc
     return session.execute(stmt).partitions(batch)
 
 
-def latest_embed_model(session: Session) -> str | None:
-    """The model of the most recently written embedded segment."""
-    return session.scalar(select(Segment.embed_model).where(Segment.embedding.is_not(None))
-                          .order_by(Segment.id.desc()).limit(1))
+def latest_embed_model(session: Session, *, visual: bool = False) -> str | None:
+    """The model of the most recently written embedded segment of the text space, or with
+    visual, of the visual space (segments an image-text model both made and embedded)."""
+    own = Segment.model_id == Segment.embed_model
+    return session.scalar(select(Segment.embed_model).where(
+        Segment.embedding.is_not(None), own if visual else ~own)
+        .order_by(Segment.id.desc()).limit(1))

@@ -99,12 +99,14 @@ def captioned_chunks(session: Session, *, video_id: str) -> set[int]:
 
 def replace_unit(session: Session, *, video_id: str, chunk_idx: int, signal: str, model_id: str,
                  segments: Sequence[types.Segment], embeddings: np.ndarray | None,
-                 embed_model: str | None) -> None:
+                 embed_model: str | None, kind: str | None = None) -> None:
     """Write one (chunk, signal, model) unit: replace its segments and mark it finished, in
-    the caller's transaction, so a task that runs twice leaves the same rows."""
+    the caller's transaction, so a task that runs twice leaves the same rows. `kind`: the
+    kind of the signal's segments when it is not the signal's name (visual embeddings are
+    kind visual, beside captions, told apart by their model)."""
     session.execute(delete(Segment).where(Segment.video_id == video_id,
                                           Segment.chunk_idx == chunk_idx,
-                                          Segment.kind == signal,
+                                          Segment.kind == (kind or signal),
                                           Segment.model_id == model_id))
     for i, seg in enumerate(segments):
         vec = embeddings[i].astype(np.float32).tobytes() if embeddings is not None else None

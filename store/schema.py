@@ -103,6 +103,20 @@ class Segment(Base):
     embed_model: Mapped[str | None] = mapped_column(String(255))
 
 
+class Shot(Base):
+    """A shot found by cut detection in one chunk's frames, with the times of the keyframes
+    that stand for it (thumbnails and visual embeddings are made of those frames)."""
+    __tablename__ = "shots"
+    __table_args__ = (Index("ix_shots_video_time", "video_id", "start_ms"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    chunk_idx: Mapped[int] = mapped_column(Integer)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    keyframe_ms: Mapped[list] = mapped_column(JSON, default=list)   # in time order
+
+
 class Summary(Base):
     """A video's overall summary (kind 'summary') and its chapters (kind 'chapter')."""
     __tablename__ = "summaries"

@@ -115,3 +115,14 @@ def segments_by_id(session: Session, *, ids: Sequence[int]) -> list:
                                       Segment.embedding, Segment.embed_model)
                                .where(Segment.id.in_(ids[i:i + ROWS_PER_QUERY]))).all()
     return out
+
+
+def visual_embedding_at(session: Session, *, video_id: str, t_ms: int, model: str
+                        ) -> bytes | None:
+    """The keyframe embedding (of the image-text model `model`) of the part of a shot that
+    holds t_ms in the video, if one is stored."""
+    return session.scalar(select(Segment.embedding).where(
+        Segment.video_id == video_id, Segment.embed_model == model,
+        Segment.model_id == model, Segment.embedding.is_not(None),
+        Segment.start_ms <= t_ms, Segment.end_ms > t_ms)
+        .order_by(Segment.start_ms.desc(), Segment.id).limit(1))

@@ -8,7 +8,8 @@ from PIL import Image
 
 from core.types import Frame
 from indexer.shots import Shot
-from indexer.thumbs import encode, thumb_path, thumbnail_ms, write
+from indexer.thumbs import encode, thumb_path, write
+from search.thumbnails import thumbnail_ms
 
 
 def test_write_small_jpeg_atomically_under_the_media_dir(tmp_path):

@@ -1,11 +1,14 @@
-"""/v1/videos/{id}/media: the uploaded file, seekable, served as what probe found it to be."""
+"""/v1/videos/{id}/media: the uploaded file, seekable; /v1/videos/{id}/thumbnails: the
+keyframes' JPEGs."""
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from api.deps import MediaVideoDep, SessionDep
+from api.deps import MediaVideoDep, SessionDep, SettingsDep
 from api.media_types import media_headers, media_type
 from api.schemas import errors
 from core.errors import BadVideo, NotFound
@@ -45,3 +48,20 @@ def media(video: MediaVideoDep, session: SessionDep) -> FileResponse:
                        f"{str(e).removeprefix(path.name + ': ')}") from None
     mime = media_type(_container(session, video, path), video.video_codec)
     return FileResponse(path, media_type=mime, headers=media_headers(video.filename, mime))
+
+
+@router.get("/v1/videos/{video_id}/thumbnails/{t_ms}.jpg", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "the keyframe"},
+                       **errors(401, 404, 422)})
+def thumbnail(video: MediaVideoDep, settings: SettingsDep,
+              t_ms: Annotated[int, PathParam(ge=0, le=2**31 - 1, description="ms")]
+              ) -> FileResponse:
+    """A keyframe's thumbnail (320 px JPEG), as a moment's `thumbnail` names it; a key or
+    the video's media token authorises it, like the media."""
+    from indexer import thumbs
+    path = thumbs.thumb_path(settings.media_dir, video.id, t_ms)
+    if not path.is_file():
+        raise NotFound(f"video {video.id} has no thumbnail at {t_ms} ms")
+    return FileResponse(path, media_type="image/jpeg",
+                        headers={"X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "private, max-age=86400"})

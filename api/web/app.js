@@ -52,9 +52,10 @@ function say(text, isError = false) {
 
 // ---- search --------------------------------------------------------------------------------
 
-async function search(event) {
-  event.preventDefault();
-  const params = new URLSearchParams({ q: $("#q").value, k: $("#f-k").value || "10" });
+async function search(event, like = null) {
+  if (event) event.preventDefault();
+  const params = new URLSearchParams({ k: $("#f-k").value || "10" });
+  if (like) params.set("like", like); else params.set("q", $("#q").value);
   try {
     const start = parseClock($("#f-start").value), end = parseClock($("#f-end").value);
     if (start !== null) params.set("start", start);
@@ -82,6 +83,14 @@ function showMoments(moments) {
       el("span", { className: "score", textContent: m.score.toFixed(2) + (m.weak ? " weak" : ""),
                    title: "relevance, 0 to 1" }),
       el("p", { className: "text", textContent: m.text }));
+    if (m.thumbnail) item.prepend(thumbnail(m.thumbnail));
+    const more = el("button", { type: "button", className: "more", textContent: "More like this",
+                                title: "moments that look like this one" });
+    more.addEventListener("click", (e) => {
+      e.stopPropagation();
+      search(null, `${m.video_id}@${((m.start + m.end) / 2).toFixed(3)}`);
+    });
+    item.append(more);
     item.dataset.video = m.video_id;
     item.dataset.start = m.start;
     const go = () => play(m.video_id, m.start);
@@ -89,6 +98,16 @@ function showMoments(moments) {
     item.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
     list.append(item);
   }
+}
+
+// A keyframe's JPEG: fetched with the key (an <img> cannot send it), shown from a blob URL.
+function thumbnail(url) {
+  const img = el("img", { className: "thumb", alt: "", width: 160 });
+  fetch(url, { headers: { Authorization: `Bearer ${key()}` } })
+    .then((r) => (r.ok ? r.blob() : null))
+    .then((blob) => { if (blob) img.src = URL.createObjectURL(blob); })
+    .catch(() => {});
+  return img;
 }
 
 // ---- player and chapters -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The vector index as searches see it: what is on disk, loaded once and cached, reloaded
+"""The vector index of a space (`search.index.state.SPACES`) as searches see it: what is on disk, loaded once and cached, reloaded
 when a file's (size, mtime, inode) changes; searched in main (FAISS, filters inside it,
 deleted ids left out) and in the delta (exactly), the delta winning for an id in both."""
 
@@ -12,7 +12,7 @@ from core.config import Settings
 from search.index import state as files
 from search.index.faiss_ops import IVF, Layout, exact_search, layout, search_index
 from search.index.filters import Attrs, Filter, match as compile_match
-from search.index.state import State
+from search.index.state import TEXT, State
 
 _cache_lock = threading.Lock()
 _cache: dict[str, "Loaded"] = {}
@@ -27,24 +27,25 @@ class Loaded:
     excluded: object = None          # selector of the deleted ids, built once per load
 
 
-def load(settings: Settings) -> Loaded | None:
+def load(settings: Settings, space: str = TEXT) -> Loaded | None:
     """What is on disk, re-read only when a file changed."""
+    path = files.index_path(settings, space)
     keys = tuple(tuple(files.stat(p) or ()) for p in (
-        settings.faiss_path, files.attrs_path(settings), files.state_path(settings)))
+        path, files.attrs_path(settings, space), files.state_path(settings, space)))
     if not keys[2]:
         return None
     with _cache_lock:
-        cached = _cache.get(str(settings.faiss_path))
+        cached = _cache.get(str(path))
         if cached is not None and cached.keys == keys:
             return cached
-        state = files.read_state(settings)
+        state = files.read_state(settings, space)
         if state is None:
             return None
         if cached is not None and cached.keys[:2] == keys[:2]:
             main, lay = cached.main, cached.lay      # only the state moved: keep the big files
         elif keys[0] and keys[1]:
-            main = _read(str(settings.faiss_path), state.main_kind)
-            lay = layout(main, files.read_attrs(settings))
+            main = _read(str(path), state.main_kind)
+            lay = layout(main, files.read_attrs(settings, space))
         else:
             main, lay = None, layout(None, Attrs.empty())
         excluded = None
@@ -53,7 +54,7 @@ def load(settings: Settings) -> Loaded | None:
             excluded = faiss.IDSelectorNot(batch)
             excluded._keep = batch           # the Not only points at it
         loaded = Loaded(main, state, keys, lay, excluded)
-        _cache[str(settings.faiss_path)] = loaded
+        _cache[str(path)] = loaded
         return loaded
 
 
@@ -69,34 +70,34 @@ def _read(path: str, kind: str) -> faiss.Index:
         return faiss.read_index(path)
 
 
-def indexed_model(settings: Settings) -> str | None:
-    loaded = load(settings)
+def indexed_model(settings: Settings, space: str = TEXT) -> str | None:
+    loaded = load(settings, space)
     return loaded.state.model if loaded is not None else None
 
 
-def approximate(settings: Settings) -> bool:
+def approximate(settings: Settings, space: str = TEXT) -> bool:
     """Whether main scores 8-bit codes (an IVF) rather than the float vectors."""
-    loaded = load(settings)
+    loaded = load(settings, space)
     return loaded is not None and loaded.state.main_kind == IVF
 
 
-def count_of_videos(settings: Settings, video_ids) -> int:
+def count_of_videos(settings: Settings, video_ids, space: str = TEXT) -> int:
     """How many vectors those videos have in the index (from its bookkeeping)."""
-    loaded = load(settings)
+    loaded = load(settings, space)
     if loaded is None:
         return 0
     videos = loaded.state.videos
     return sum(n for v in video_ids if v in videos for _, n in videos[v]["runs"])
 
 
-def size(settings: Settings) -> int:
-    loaded = load(settings)
+def size(settings: Settings, space: str = TEXT) -> int:
+    loaded = load(settings, space)
     return loaded.state.total if loaded is not None else 0
 
 
-def ids(settings: Settings) -> np.ndarray:
+def ids(settings: Settings, space: str = TEXT) -> np.ndarray:
     """Every id a search can return (sorted): main minus deleted, plus delta."""
-    loaded = load(settings)
+    loaded = load(settings, space)
     if loaded is None:
         return np.zeros(0, np.int64)
     main = np.setdiff1d(loaded.lay.ids, loaded.state.deleted)
@@ -104,10 +105,10 @@ def ids(settings: Settings) -> np.ndarray:
 
 
 def search(settings: Settings, query: np.ndarray, k: int,
-           flt: Filter | None = None) -> list[tuple[int, float]]:
+           flt: Filter | None = None, space: str = TEXT) -> list[tuple[int, float]]:
     """(segment id, cosine) best first. With a filter, only the vectors that pass it are
     searched, inside FAISS (never a filter over a global top-k)."""
-    loaded = load(settings)
+    loaded = load(settings, space)
     if loaded is None or k <= 0:
         return []
     st = loaded.state

@@ -1,5 +1,8 @@
-"""The vector index on disk, next to each other in the data directory
-(`settings.faiss_path` = vectors.faiss):
+"""The vector indexes on disk, one per vector space, next to each other in the data
+directory. A space is the vectors of one embedding model: `text` (the text embedder, over
+speech, screen text and captions: `settings.faiss_path` = vectors.faiss, as it always was)
+and `visual` (the image-text model's keyframe embeddings: vectors-visual.faiss). Each has
+its own files, dimension and state:
 
 - vectors.faiss: the *main* index, rewritten only by a rebuild and by compaction.
 - vectors.faiss.attrs.npz: what filters test of main's vectors, in its storage order.
@@ -59,12 +62,25 @@ META = ("model", "dim", "main_stat", "attrs_stat", "main_kind", "main_count", "t
         "hwm", "next_ord", "videos")
 
 
-def state_path(settings: Settings) -> Path:
-    return settings.faiss_path.with_name(settings.faiss_path.name + ".state.npz")
+TEXT, VISUAL = "text", "visual"
+SPACES = (TEXT, VISUAL)
 
 
-def attrs_path(settings: Settings) -> Path:
-    return settings.faiss_path.with_name(settings.faiss_path.name + ".attrs.npz")
+def index_path(settings: Settings, space: str = TEXT) -> Path:
+    """The main index file of a space."""
+    if space == TEXT:
+        return settings.faiss_path
+    return settings.faiss_path.with_name(f"vectors-{space}.faiss")
+
+
+def state_path(settings: Settings, space: str = TEXT) -> Path:
+    path = index_path(settings, space)
+    return path.with_name(path.name + ".state.npz")
+
+
+def attrs_path(settings: Settings, space: str = TEXT) -> Path:
+    path = index_path(settings, space)
+    return path.with_name(path.name + ".attrs.npz")
 
 
 def stat(path: Path) -> list | None:
@@ -93,14 +109,14 @@ def savez(path: Path, **arrays) -> None:
     atomic_write(path, write)
 
 
-def save_state(settings: Settings, st: State) -> None:
+def save_state(settings: Settings, st: State, space: str = TEXT) -> None:
     blob = np.frombuffer(json.dumps({k: getattr(st, k) for k in META}).encode(), np.uint8)
-    savez(state_path(settings), meta=blob, delta_ids=st.delta_ids, delta_vecs=st.delta_vecs,
+    savez(state_path(settings, space), meta=blob, delta_ids=st.delta_ids, delta_vecs=st.delta_vecs,
           deleted=st.deleted, **st.delta_attrs.arrays("delta_"))
 
 
-def read_state(settings: Settings) -> State | None:
-    path = state_path(settings)
+def read_state(settings: Settings, space: str = TEXT) -> State | None:
+    path = state_path(settings, space)
     if not path.exists():
         return None
     try:
@@ -114,8 +130,8 @@ def read_state(settings: Settings) -> State | None:
         return None
 
 
-def read_attrs(settings: Settings) -> Attrs:
-    with np.load(attrs_path(settings), allow_pickle=False) as z:
+def read_attrs(settings: Settings, space: str = TEXT) -> Attrs:
+    with np.load(attrs_path(settings, space), allow_pickle=False) as z:
         return Attrs.from_arrays(z)
 
 
