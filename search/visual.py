@@ -39,7 +39,9 @@ def model_id(settings: Settings, *, required: bool = False) -> str | None:
         return visual.model_id(settings)
     except ModelUnavailable as e:
         if required:
-            raise ModelUnavailable(f"search by image needs the image-text model: {e}") from None
+            # The request asks for what this install cannot do (retrying will not help): a
+            # query error that says how to enable it, not a server error.
+            raise BadQuery(f"search by image needs the image-text model: {e}") from None
         log.warning("visual space not searched: %s", e)
         return None
 
