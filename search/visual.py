@@ -31,16 +31,14 @@ RRF_K = 60
 
 def model_id(settings: Settings, *, required: bool = False) -> str | None:
     """The image-text model's id when the visual space has vectors and the model loads here;
-    with required, a clear error instead of None."""
+    with required (an image or like query), BadQuery saying how to enable it instead of None."""
     from model import visual
     if not required and reader.size(settings, VISUAL) == 0:
         return None
     try:
         return visual.model_id(settings)
     except ModelUnavailable as e:
-        if required:
-            # The request asks for what this install cannot do (retrying will not help): a
-            # query error that says how to enable it, not a server error.
+        if required:     # the user's fix (another query) as much as the operator's
             raise BadQuery(f"search by image needs the image-text model: {e}") from None
         log.warning("visual space not searched: %s", e)
         return None
