@@ -234,6 +234,8 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
            end: Annotated[float | None, typer.Option(help="seconds")] = None,
            kind: KindOpt = None,
            k: Annotated[int, typer.Option("-k", help="number of moments")] = 10,
+           ground: Annotated[bool, typer.Option(help="ask Qwen3-VL for the exact start and "
+                                                "end of the top moments")] = False,
            as_json: JsonOpt = False) -> None:
     """Find moments in natural language, by an image, or like another moment."""
     from search import query as q
@@ -246,6 +248,9 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
             example["image"] = visual.read_image(_read(image))
         moments = q.search(get_settings(), query, video_ids=video, start_ms=to_ms(start),
                            end_ms=to_ms(end), kinds=kind, k=k, **example)
+        if ground:
+            from indexer.ground import ground as refine
+            moments = refine(get_settings(), moments, query)
     except BadInput as e:
         _die(str(e), 2)
     except (NotFound, ModelUnavailable) as e:

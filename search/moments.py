@@ -24,17 +24,21 @@ class Moment:
     text: str
     segments: list[dict] = field(default_factory=list)
     thumbnail_ms: int | None = None     # the keyframe that shows it
+    grounded: bool | None = None        # None: not asked; False: asked, nothing placed
 
     def to_json(self) -> dict:
-        return {"video_id": self.video_id, "start": seconds(self.start_ms),
-                "end": seconds(self.end_ms),
-                "score": round(self.score, 3), "weak": self.weak, "kinds": self.kinds,
-                "text": self.text,
-                "segments": [{"id": g["id"], "start": seconds(g["start_ms"]),
-                              "end": seconds(g["end_ms"]),
-                              "kind": g["kind"], "text": g["text"], "score": g["score"]}
-                             for g in self.segments],
-                "thumbnail": thumbnails.url(self.video_id, self.thumbnail_ms)}
+        out = {"video_id": self.video_id, "start": seconds(self.start_ms),
+              "end": seconds(self.end_ms),
+              "score": round(self.score, 3), "weak": self.weak, "kinds": self.kinds,
+              "text": self.text,
+              "segments": [{"id": g["id"], "start": seconds(g["start_ms"]),
+                            "end": seconds(g["end_ms"]),
+                            "kind": g["kind"], "text": g["text"], "score": g["score"]}
+                           for g in self.segments],
+              "thumbnail": thumbnails.url(self.video_id, self.thumbnail_ms)}
+        if self.grounded is not None:   # only searches that asked for grounding carry it
+            out["grounded"] = self.grounded
+        return out
 
 
 def _inside(fence: tuple | None, start: int, end: int) -> bool:

@@ -29,14 +29,16 @@ def search(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
                                           description="what to find, in plain words")] = None,
            like: Like = None,
            video: VideoIds = None, start: Seconds = None, end: Seconds = None,
-           kind: Kinds = None, k: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
+           kind: Kinds = None, k: Annotated[int, Query(ge=1, le=100)] = 10,
+           ground: Annotated[bool, Query(description="Qwen3-VL places the exact start and "
+                                                     "end of the top moments")] = False) -> dict:
     """Moments that match the query (or look like the moment `like` names) across the
     tenant's videos, or inside the given videos and time range."""
     from search import visual
     if q is None and like is None:
         raise BadQuery("give q (words) or like (VIDEO_ID@SECONDS)")
     return _moments(session, settings, tenant, q or "", video, start, end, kind, k,
-                    like=visual.parse_like(like) if like else None)
+                    ground=ground, like=visual.parse_like(like) if like else None)
 
 
 @router.post("/v1/search", response_model=SearchOut, responses=errors(401, 422, 503),
@@ -54,12 +56,17 @@ def search_by_image(tenant: TenantDep, session: SessionDep, settings: SettingsDe
                     image=visual.read_image(data))
 
 
-def _moments(session, settings, tenant, q, video, start, end, kind, k, **example) -> dict:
+def _moments(session, settings, tenant, q, video, start, end, kind, k, ground=False,
+             **example) -> dict:
     from search import query as search_query
     check_range(to_ms(start), to_ms(end))
-    moments = [m.to_json() for m in search_query.search(
+    found = search_query.search(
         settings, q, video_ids=video, start_ms=to_ms(start), end_ms=to_ms(end), kinds=kind,
-        k=k, tenant=tenant, **example)]
+        k=k, tenant=tenant, **example)
+    if ground:
+        from indexer.ground import ground as refine
+        found = refine(settings, found, q)
+    moments = [m.to_json() for m in found]
     ids = {m["video_id"] for m in moments}
     names = queries.filenames(session, video_ids=ids) if ids else {}
     return {"query": q, "moments": [{**m, "filename": names.get(m["video_id"], "")}

@@ -1,4 +1,5 @@
-"""Chat prompts for Qwen3-VL: dense event captions for a window and chapters for a video.
+"""Chat prompts for Qwen3-VL: dense event captions for a window, the start and end of one
+asked-for event in a window (grounding) and chapters for a video.
 
 Prompts are rendered by the checkpoint's own chat template (Instruct or Thinking), then
 the video placeholder is unwrapped: the released template writes
@@ -33,6 +34,19 @@ CAPTION_TASK = (
     '[{{"start": {a:.1f}, "end": {b:.1f}, "caption": "..."}}]'
 )
 
+GROUND_SYSTEM = (
+    "You are a meticulous video annotator. You watch one clip of a longer video and find "
+    "exactly when something happens in it."
+)
+
+# The answer keeps the caption's JSON shape so the caption parser reads it unchanged.
+GROUND_TASK = (
+    'When does "{query}" happen in this clip? Answer with only JSON: its start and end in '
+    "absolute seconds from the start of the video (as in the frame timestamps) and a short "
+    "caption of what is seen:\n"
+    '{{"start": {a:.1f}, "end": {b:.1f}, "caption": "..."}}'
+)
+
 CHAPTER_SYSTEM = "You write chapters and summaries for long videos from timestamped notes."
 
 
@@ -65,6 +79,18 @@ def caption_messages(*, start_ms: int, end_ms: int, speech: Sequence[Segment] = 
     return [
         {"role": "system", "content": [{"type": "text", "text": CAPTION_SYSTEM}]},
         {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "\n\n".join(parts)}]},
+    ]
+
+
+def ground_messages(query: str, *, start_ms: int, end_ms: int) -> list[dict]:
+    a, b = start_ms / 1000, end_ms / 1000
+    span = f"{clock(start_ms, hours=True)} to {clock(end_ms, hours=True)}"
+    intro = (f"This clip covers {a:.1f} s to {b:.1f} s of the video ({span}). "
+             "The time before each group of frames is its absolute time in seconds.")
+    task = GROUND_TASK.format(query=" ".join(query.split()), a=a, b=min(b, a + 5))
+    return [
+        {"role": "system", "content": [{"type": "text", "text": GROUND_SYSTEM}]},
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": f"{intro}\n\n{task}"}]},
     ]
 
 
