@@ -39,7 +39,7 @@ class Clip:
 def window(moment: Moment, duration_ms: int | None, margin_ms: int) -> tuple[int, int]:
     """The moment's bounds widened by the margin, clipped to the video."""
     end = moment.end_ms + margin_ms
-    return max(0, moment.start_ms - margin_ms), min(end, duration_ms) if duration_ms else end
+    return max(0, moment.start_ms - margin_ms), (min(end, duration_ms) if duration_ms else end)
 
 
 def clips(settings: Settings, moments: list[Moment], margin_ms: int) -> list[Clip]:
