@@ -16,11 +16,11 @@ from core.config import Settings
 from core.errors import BadQuery
 from core.types import Frame
 from indexer.decode import sample_frames
+from model.qwen.caption import video_batch
 from model.qwen.generate import generate_all
 from model.qwen.loader import loaded
 from model.qwen.parse import parse_events
-from model.qwen.prompt import ground_messages, render
-from model.qwen.video import PROCESSOR_VIDEO_KWARGS, prepare_video
+from model.qwen.prompt import ground_messages
 from search.moments import Moment
 from store import queries
 from store.db import session_scope
@@ -58,20 +58,9 @@ def clips(settings: Settings, moments: list[Moment], margin_ms: int) -> list[Cli
 
 
 def build_inputs(processor, clips: list[Clip], query: str, *, side: int, device=None):
-    """Processor batch for `clips`, as captioning builds it (model.qwen.caption.build_inputs)
-    with the grounding prompt."""
-    videos = [prepare_video(c.frames, side, device=device) for c in clips]
-    texts = [render(processor, ground_messages(query, start_ms=c.start_ms, end_ms=c.end_ms))
-             for c in clips]
-    kwargs = dict(PROCESSOR_VIDEO_KWARGS)
-    if device is not None:
-        kwargs["device"] = str(device)
-    inputs = processor(
-        text=texts, videos=[v.pixels for v in videos], video_metadata=[v.metadata for v in videos],
-        padding=True, padding_side="left", return_tensors="pt", **kwargs,
-    )
-    inputs.pop("video_metadata", None)  # for the prompt only; generate() rejects it
-    return inputs
+    """Processor batch for `clips`, built as captioning builds it, with the grounding prompt."""
+    messages = [ground_messages(query, start_ms=c.start_ms, end_ms=c.end_ms) for c in clips]
+    return video_batch(processor, [c.frames for c in clips], messages, side=side, device=device)
 
 
 def ground(settings: Settings, moments: list[Moment], query: str, *, top: int = 3,

@@ -49,11 +49,20 @@ def make_windows(frames: Sequence[Frame], *, start_ms: int, end_ms: int, window_
 
 
 def build_inputs(processor, windows: Sequence[Window], *, side: int, device=None):
-    """Processor batch for `windows`: prompt text + pre-decoded video with absolute-time
-    metadata, left-padded. Checks the processor kept the exact token budget."""
-    videos: list[VideoInput] = [prepare_video(w.frames, side, device=device) for w in windows]
-    texts = [render(processor, caption_messages(start_ms=w.start_ms, end_ms=w.end_ms,
-                                                speech=w.speech, memory=w.memory)) for w in windows]
+    """Processor batch for captioning `windows`."""
+    messages = [caption_messages(start_ms=w.start_ms, end_ms=w.end_ms, speech=w.speech,
+                                 memory=w.memory) for w in windows]
+    return video_batch(processor, [w.frames for w in windows], messages, side=side,
+                       device=device)
+
+
+def video_batch(processor, frame_lists: Sequence[Sequence[Frame]], messages: Sequence,
+                *, side: int, device=None):
+    """Processor batch: each prompt with its pre-decoded video and absolute-time metadata,
+    left-padded. Checks the processor kept the exact token budget. Captioning and
+    grounding both build their inputs here."""
+    videos: list[VideoInput] = [prepare_video(f, side, device=device) for f in frame_lists]
+    texts = [render(processor, m) for m in messages]
     kwargs = dict(PROCESSOR_VIDEO_KWARGS)
     if device is not None:
         kwargs["device"] = str(device)
