@@ -23,7 +23,7 @@ class SignalOut(BaseModel):
 class VideoOut(BaseModel):
     id: str
     filename: str
-    status: Literal["queued", "processing", "ready", "failed"]
+    status: Literal["queued", "processing", "interrupted", "ready", "failed"]
     error: str | None
     notes: list[str]
     duration: float | None

@@ -145,6 +145,10 @@ class WorkerSettings(BaseModel):
     # so another tenant's upload waits behind a few chunks, never behind a whole long video.
     chunk_window: int = Field(4, ge=1, description="chunk tasks of one video in the queues "
                               "at once; each finished chunk sends the next")
+    # In-process runs (CLI, embedded server) beat every quarter of it; a run on this host
+    # whose pid is gone counts as dead at once, one elsewhere only after the lease.
+    lease_s: float = Field(60.0, gt=0, description="an in-process run silent this long is "
+                           "shown as interrupted and may be resumed by another")
 
 
 class Settings(BaseSettings):

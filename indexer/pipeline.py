@@ -17,7 +17,7 @@ from indexer import damage
 from indexer import signals
 from indexer.plan import ChunkSpan, plan_chunks
 from indexer.probe import check_file, probe
-from store import queries
+from store import leases, queries
 from store.db import session_scope
 from store.schema import (FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Shot,
                           Video)
@@ -57,6 +57,20 @@ def add_video(settings: Settings, path: Path, *, tenant: str = "default",
         # The same content added at the same moment by another process: theirs is the one.
         with session_scope(settings) as s:
             return queries.find_video_by_sha256(s, sha256=digest, tenant=tenant).id
+
+
+def claim(settings: Settings, video_id: str) -> None:
+    """Make this process the video's in-process runner (leases.Busy if another live one is),
+    beating while the process lives, so a run that dies leaves it resumable."""
+    with session_scope(settings) as s:
+        leases.claim(s, queries.get_video(s, video_id), lease_s=settings.worker.lease_s)
+    leases.keep_alive(settings)
+
+
+def release(settings: Settings, video_id: str) -> None:
+    """Drop this process's claim once the video is ready or failed."""
+    with session_scope(settings) as s:
+        leases.release(s, video_id=video_id)
 
 
 def fail(settings: Settings, video_id: str, reason: str) -> None:
@@ -156,8 +170,9 @@ def finalize(settings: Settings, video_id: str) -> None:
 
 def index_video(settings: Settings, video_id: str,
                 on_progress: Callable[[int, int], None] | None = None) -> None:
-    """The whole pipeline in this process. A user-facing failure marks the video failed and
-    is raised; chunks already finished are kept, so a later run resumes after them."""
+    """The whole pipeline in this process (claim it first to make a death resumable). A
+    user-facing failure marks the video failed and is raised; chunks already finished are
+    kept, so a later run resumes after them."""
     try:
         total = plan(settings, video_id)
         for idx in range(total):
@@ -176,6 +191,8 @@ def index_video(settings: Settings, video_id: str,
                   exc_info=log.isEnabledFor(logging.DEBUG))
         fail(settings, video_id, f"internal error: {type(e).__name__}: {e}")
         raise
+    finally:
+        release(settings, video_id)      # only once ready or failed: a stopped run stays claimed
 
 
 def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:

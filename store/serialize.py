@@ -2,11 +2,12 @@
 seconds with millisecond precision."""
 
 from core.times import seconds
+from store.leases import shown_status
 from store.schema import Segment, Video
 
 
 def video_json(v: Video) -> dict:
-    return {"id": v.id, "filename": v.filename, "status": v.status,
+    return {"id": v.id, "filename": v.filename, "status": shown_status(v),
             "duration": seconds(v.duration_ms), "error": v.error, "notes": list(v.notes or []),
             "progress": round(100 * v.chunks_done / v.chunks_total, 1) if v.chunks_total else 0.0,
             "chunks_done": v.chunks_done, "chunks_total": v.chunks_total,

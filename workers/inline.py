@@ -9,6 +9,7 @@ from collections import OrderedDict, deque
 from core.config import Settings
 from core.errors import BadVideo, ChronoscopeError, NotFound
 from store import queries
+from store.leases import Busy
 from store.db import session_scope
 from store.schema import PROCESSING, QUEUED
 from workers import flow
@@ -25,8 +26,16 @@ class InlineRunner:
         self._thread: threading.Thread | None = None
 
     def submit(self, video_id: str) -> None:
+        """Queue the video here, claimed by this process (a death leaves it resumable); one
+        that another live process indexes is left to it."""
+        from indexer import pipeline
         with session_scope(self.settings) as s:
             tenant = queries.get_video(s, video_id).tenant
+        try:
+            pipeline.claim(self.settings, video_id)
+        except Busy as e:
+            log.info("not queued here: %s", e)
+            return
         with self._wake:
             videos = self._tenants.setdefault(tenant, deque())
             if video_id not in videos:
@@ -61,12 +70,21 @@ class InlineRunner:
                 log.exception("indexing %s failed", video_id)
                 more = False
             if not more:
+                _release(self.settings, video_id)
                 with self._wake:
                     videos = self._tenants.get(tenant)
                     if videos and video_id in videos:
                         videos.remove(video_id)
                     if videos is not None and not videos:
                         del self._tenants[tenant]
+
+
+def _release(settings: Settings, video_id: str) -> None:
+    from indexer import pipeline
+    try:
+        pipeline.release(settings, video_id)
+    except Exception as e:       # only bookkeeping: the video is done either way
+        log.warning("could not release %s: %s", video_id, e)
 
 
 def step(settings: Settings, video_id: str) -> bool:

@@ -6,8 +6,9 @@ Revises: 0005
 `container` is PyAV's demuxer name from probe; rows planned before it stay NULL and the
 media route probes their file once, lazily (a migration should not open every upload).
 `chunks_sent` is how far the broker window has gone (workers/flow.py).
-`owner` ("host:pid") and `heartbeat_at` name the process that indexes a video in-process
-(the CLI, an embedded server), so a run that died shows as interrupted and can be resumed.
+`owner` ("host:pid:start") and `heartbeat_at` name the process that indexes a video
+in-process (the CLI, an embedded server), so a run that died shows as interrupted and can be
+resumed (store/leases.py).
 """
 import sqlalchemy as sa
 from alembic import op
