@@ -276,7 +276,3 @@ class _Feed:
         pts = round((Fraction(t_ms) / 1000 + self.origin) / self.stream.time_base)
         frame.time_base = self.stream.time_base
         return frame, t_ms, pts
-
-
-# The sound lives in indexer.audio; these names are imported from here by the signals.
-from indexer.audio import decode_audio, iter_audio  # noqa: E402,F401

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from core.config import Settings
@@ -19,8 +18,7 @@ from indexer.plan import ChunkSpan, plan_chunks
 from indexer.probe import check_file, probe
 from store import leases, queries
 from store.db import session_scope
-from store.schema import (FAILED, PROCESSING, QUEUED, READY, Chunk, ChunkRun, Segment, Shot,
-                          Video)
+from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, Video
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +104,7 @@ def plan(settings: Settings, video_id: str) -> int:
            [(c.idx, c.start_ms, c.end_ms) for c in spans]:
             video.notes = video.notes[:len(video.notes) - len(damaged)]
             # The plan changed (new chunk length): old units no longer line up, start over.
-            for table in (Segment, Shot, ChunkRun, Chunk):
-                s.execute(delete(table).where(table.video_id == video_id))
-            s.flush()
+            queries.drop_plan(s, video_id=video_id)
             s.add_all(Chunk(video_id=video_id, idx=c.idx, start_ms=c.start_ms, end_ms=c.end_ms)
                       for c in spans)
         video.chunks_total = len(spans)

@@ -10,7 +10,6 @@ import av
 
 from core.config import DecodeSettings
 from core.errors import BadVideo
-from core.times import clock
 from core.types import VideoInfo
 from indexer.span import Span, end_of_data, gap_notes, scan
 

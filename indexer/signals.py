@@ -13,7 +13,8 @@ import numpy as np
 from core.config import Settings
 from core.types import SCREEN_TEXT, SPEECH, VISUAL, VISUAL_SKIPPED, Frame, Segment, VideoInfo
 from indexer import keyframes
-from indexer.decode import decode_audio, sample_frames
+from indexer.audio import decode_audio
+from indexer.decode import sample_frames
 from indexer.plan import ChunkSpan
 
 

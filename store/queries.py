@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from core import types
 from core.errors import NotFound
-from store.schema import PROCESSING, QUEUED, Chunk, ChunkRun, Segment, Summary, Video, utcnow
+from store.schema import (PROCESSING, QUEUED, Chunk, ChunkRun, Segment, Shot, Summary, Video,
+                          utcnow)
 
 # Under every driver's parameter limit, for IN lists built from a page of ids.
 _IN_BATCH = 900
@@ -178,3 +179,10 @@ def dispatch_window(session: Session, video: Video, *, window: int) -> list[int]
     if new:
         video.chunks_sent = new[-1] + 1
     return new
+
+
+def drop_plan(session: Session, *, video_id: str) -> None:
+    """Every chunk of a video and what its units wrote (segments, shots, finished runs)."""
+    for table in (Segment, Shot, ChunkRun, Chunk):
+        session.execute(delete(table).where(table.video_id == video_id))
+    session.flush()

@@ -3,9 +3,7 @@ as what probe found and never as the uploaded name says, the page's CSP, media U
 to their video and tenant, a search storm answered with 503 + Retry-After, and /healthz
 answering while every search slot is held."""
 
-import asyncio
 import socket
-import threading
 import time
 
 import pytest

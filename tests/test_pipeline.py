@@ -99,7 +99,9 @@ def test_crash_mid_video_resumes_without_redoing_finished_chunks(settings, clip,
     assert [r[1:] for r in rows(settings, vid)] == expected
 
 
-def test_screen_text_is_clipped_to_its_chunk(sqlite_settings, media):
+def test_screen_text_is_owned_by_the_chunk_it_starts_in(sqlite_settings, media):
+    """A chunk owns the readings that start in it and follows them past its end while they
+    stay on screen (at most one chunk length): no reading is cut in two at a boundary."""
     s = sqlite_settings
     s.chunk.length_s, s.speech.enabled = 20.0, False
     vid = pipeline.add_video(s, media / "timer_text_61s.mp4")
@@ -108,7 +110,10 @@ def test_screen_text_is_clipped_to_its_chunk(sqlite_settings, media):
         segs = queries.get_segments(sess, video_id=vid, kinds=[SCREEN_TEXT])
         assert segs, "the timer video shows text"
         for r in segs:
-            assert r.chunk_idx * 20000 <= r.start_ms < r.end_ms <= (r.chunk_idx + 1) * 20000
+            assert r.chunk_idx * 20000 <= r.start_ms < (r.chunk_idx + 1) * 20000
+            assert r.start_ms < r.end_ms <= (r.chunk_idx + 2) * 20000
+        texts = [r.text for r in segs]
+        assert len(texts) == len(set(texts)), "a reading crossing a boundary is one segment"
 
 
 def test_visual_captions_with_a_configured_qwen3_vl(sqlite_settings, clip, tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from core.config import Settings
 from core.errors import ModelUnavailable
 from core.types import SPEECH
-from indexer.decode import decode_audio
+from indexer.audio import decode_audio
 from model import speech
 from model.base import checkpoint_files, fingerprint
 from model.resolve import resolve
