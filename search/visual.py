@@ -135,6 +135,9 @@ def parse_like(text: str) -> tuple[str, int]:
     return video_id, to_ms(t)
 
 
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 def read_image(data: bytes):
     """An uploaded image (JPEG, PNG, WebP...) as a PIL image, or BadQuery."""
     import io
@@ -142,6 +145,10 @@ def read_image(data: bytes):
     from PIL import Image, UnidentifiedImageError
     try:
         image = Image.open(io.BytesIO(data))
+        # The header is read first: a small file may claim a huge picture (a pixel bomb).
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise BadQuery(f"the image is {image.width}x{image.height}: over "
+                           f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
         raise BadQuery(f"the image could not be read: {e}") from None

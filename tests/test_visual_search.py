@@ -179,3 +179,19 @@ def test_api_serves_thumbnails_and_searches_by_image_and_like(library, media):
         assert client.get("/v1/search", headers=auth).status_code == 422
         r = client.post("/v1/search", headers=auth, files={"image": ("x.png", b"nope")})
         assert r.status_code == 422
+
+
+def test_an_image_query_claiming_a_huge_picture_is_refused_before_decoding():
+    import io
+
+    from PIL import Image
+
+    from core.errors import BadQuery
+    from search.visual import MAX_IMAGE_PIXELS, read_image
+    big = io.BytesIO()
+    Image.new("RGB", (8000, MAX_IMAGE_PIXELS // 8000 + 1)).save(big, "PNG")
+    with pytest.raises(BadQuery, match="megapixels"):
+        read_image(big.getvalue())
+    small = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(small, "JPEG")
+    assert read_image(small.getvalue()).size == (64, 48)
