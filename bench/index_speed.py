@@ -42,6 +42,8 @@ from core.config import Settings  # noqa: E402
 from indexer import pipeline, signals  # noqa: E402
 from videos import speak  # noqa: E402
 
+from index_memory import rss_mb  # noqa: E402  (bench/ is this script's own folder)
+
 SIZE, FPS, RATE, SLIDE_S = (640, 360), 25, 16_000, 20
 TOPICS = ["budget", "hiring plan", "office move", "product launch", "security review",
           "customer survey", "quarterly targets", "data migration", "travel policy",
@@ -53,14 +55,6 @@ SENTENCES = [
     "If you look at the numbers, the {t} is slightly behind where we wanted it.",
     "Please send your comments on the {t} to the project channel by Friday.",
 ]
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def speech_track(seconds: int) -> np.ndarray:
