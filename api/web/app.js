@@ -5,7 +5,7 @@ const $ = (sel) => document.querySelector(sel);
 const BUSY = new Set(["queued", "processing"]);
 // Signed media URLs live 15 minutes (CHRONOSCOPE_API__MEDIA_URL_TTL_S); renew well before.
 const URL_FRESH_MS = 10 * 60 * 1000;
-const EMPTY_HINT = "Your library is empty: upload a video below, then ask for a moment in words.";
+const EMPTY_HINT = "Nothing to search yet.";
 const NO_VIDEO = "Chapters show here when a video is open.";
 const state = {
   videos: new Map(), polling: null, uploaded: null, moreResults: null,
@@ -381,12 +381,16 @@ function progressText(v) {
   return { text: parts.join(" · "), done, duration };
 }
 
+function doneOf(v) {
+  const { done, duration } = progressText(v);
+  return `${clock(done)} of ${clock(duration)}`;
+}
+
 function videoDetail(v) {
   if (v.status === "queued") return "queued";
   if (v.status === "processing") return progressText(v).text;
   if (v.status === "interrupted") {
-    return `interrupted at ${progressText(v).text.replace("indexed ", "")}: ` +
-      "run chronoscope resume to finish it";
+    return `interrupted at ${doneOf(v)}: run chronoscope resume to finish it`;
   }
   if (v.status === "failed") return `failed: ${v.error}`;
   return clock(v.duration);
@@ -443,9 +447,14 @@ async function refreshVideos() {
 }
 
 function noteUploadOutcome() {
+  const note = $("#upload-status");
+  if (note.dataset.video && !state.videos.has(note.dataset.video)) {    // deleted since
+    note.textContent = "";
+    delete note.dataset.video;
+  }
   const v = state.uploaded && state.videos.get(state.uploaded);
   if (!v || BUSY.has(v.status)) return;
-  const note = $("#upload-status");
+  note.dataset.video = v.id;
   note.className = v.status === "ready" ? "" : "error";
   note.textContent = v.status === "ready" ? "uploaded and indexed"
     : v.status === "failed" ? `indexing failed: ${v.error}`
@@ -492,6 +501,7 @@ function upload(event) {
     note.className = "";
     note.textContent = xhr.status === 200 ? `already in the library (${body.status})`
       : "uploaded; indexing…";
+    note.dataset.video = body.id || "";
     if (xhr.status === 202) state.uploaded = body.id;
     $("#upload-form").reset();
     refreshVideos();
@@ -505,6 +515,7 @@ function upload(event) {
   bar.value = 0;
   note.className = "";
   note.textContent = `uploading ${file.name}…`;
+  delete note.dataset.video;
   xhr.send(form);
 }
 
