@@ -11,7 +11,8 @@ const state = {
   videos: new Map(), polling: null, uploaded: null, moreResults: null,
   current: null,          // {id, filename, src, fetchedAt, hasPreview}
   renewing: false,        // one renewal per failure: a second failure is the format's
-  blobs: [],              // blob: URLs of the current video (captions), revoked on change
+  // blob: URLs, revoked when what shows them goes: the open video's, the results'
+  blobs: { video: [], results: [] },
 };
 
 // ---- errors: shown until what caused them no longer holds ---------------------------------
@@ -82,11 +83,15 @@ async function allPages(path, field, limit, maxPages = 50) {
   return items;
 }
 
-// A keyed GET as a blob: URL (an <img> or <track> cannot send the key).
-async function blobUrl(path) {
+// A keyed GET as a blob: URL (an <img> or <track> cannot send the key), kept in a bucket.
+async function blobUrl(path, bucket) {
   const url = URL.createObjectURL(await (await api(path)).blob());
-  state.blobs.push(url);
+  state.blobs[bucket].push(url);
   return url;
+}
+
+function revokeBlobs(bucket) {
+  for (const url of state.blobs[bucket].splice(0)) URL.revokeObjectURL(url);
 }
 
 const videoPath = (id, rest = "") => `/v1/videos/${encodeURIComponent(id)}${rest}`;
@@ -132,10 +137,10 @@ function seeker(item, videoId, seconds) {
   item.dataset.start = seconds;
 }
 
-function thumbnail(url) {
+function thumbnail(url, bucket) {
   const img = el("img", { className: "thumb", alt: "", width: 160, height: 90 });
   img.dataset.src = url;
-  blobUrl(url).then((src) => { img.src = src; }).catch(() => img.remove());
+  blobUrl(url, bucket).then((src) => { img.src = src; }).catch(() => img.remove());
   return img;
 }
 
@@ -173,7 +178,10 @@ async function search(event, like = null, pageToken = null) {
 
 function showMoments(moments, append) {
   const list = $("#results");
-  if (!append) list.replaceChildren();
+  if (!append) {
+    list.replaceChildren();
+    revokeBlobs("results");
+  }
   for (const m of moments) {
     const name = state.videos.get(m.video_id)?.filename || m.filename || m.video_id.slice(0, 8);
     const more = el("button", { type: "button", className: "more quiet",
@@ -192,7 +200,7 @@ function showMoments(moments, append) {
           el("span", { className: "score", title: "relevance, 0 to 1",
                        textContent: m.score.toFixed(2) + (m.weak ? " weak" : "") })),
         el("p", { className: "text", textContent: m.text }), more));
-    if (m.thumbnail) item.prepend(thumbnail(m.thumbnail));
+    if (m.thumbnail) item.prepend(thumbnail(m.thumbnail, "results"));
     seeker(item, m.video_id, m.start);
     list.append(item);
   }
@@ -241,9 +249,9 @@ async function play(videoId, seconds) {
 
 async function openVideo(videoId, seconds) {
   const current = await fetchVideo(videoId);
-  for (const url of state.blobs.splice(0)) URL.revokeObjectURL(url);
+  revokeBlobs("video");
   state.renewing = false;
-  clearError("player");
+  clearError("player", "captions", "chapters", "transcript");
   $("#playback-note").hidden = true;
   $("#now-playing").textContent = current.filename;
   $("#player").replaceChildren();
@@ -289,10 +297,11 @@ function playerPlaying() {
 
 async function loadCaptions(videoId) {
   try {
-    const src = await blobUrl(videoPath(videoId, "/captions.vtt?kind=speech"));
+    const src = await blobUrl(videoPath(videoId, "/captions.vtt?kind=speech"), "video");
     if (state.current?.id !== videoId) return;
     $("#player").append(el("track", { kind: "captions", label: "Captions", srclang: "en",
                                       src, default: true }));
+    clearError("captions");
   } catch (e) { fail("captions", e); }
 }
 
@@ -309,7 +318,8 @@ function unloadPlayer() {
   $("#summary").textContent = NO_VIDEO;
   $("#transcript").replaceChildren();
   empty("#transcript-empty", "Play a video to read along; every line jumps the player to its time.");
-  clearError("player", "play");
+  revokeBlobs("video");
+  clearError("player", "play", "captions", "chapters", "transcript");
 }
 
 // ---- chapters and transcript ---------------------------------------------------------------
@@ -325,7 +335,7 @@ async function loadChapters(videoId) {
       const item = el("li", { className: "chapter" },
         el("span", { className: "when", textContent: clock(c.start) }),
         el("span", { className: "title", textContent: c.title }));
-      if (c.thumbnail) item.prepend(thumbnail(c.thumbnail));
+      if (c.thumbnail) item.prepend(thumbnail(c.thumbnail, "video"));
       seeker(item, videoId, c.start);
       item.dataset.end = c.end;
       list.append(item);
