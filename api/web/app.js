@@ -6,6 +6,9 @@ const BUSY = new Set(["queued", "processing"]);
 // Signed media URLs live 15 minutes (CHRONOSCOPE_API__MEDIA_URL_TTL_S); renew well before.
 const URL_FRESH_MS = 10 * 60 * 1000;
 const EMPTY_HINT = "Nothing to search yet.";
+const STAGES = { decode: "decoding", speech: "transcribing speech", text: "reading on-screen text",
+                 visual: "visual search", captions: "describing scenes",
+                 finalize: "writing chapters" };
 const NO_VIDEO = "Chapters show here when a video is open.";
 const state = {
   videos: new Map(), polling: null, uploaded: null, moreResults: null,
@@ -191,6 +194,12 @@ function showMoments(moments, append) {
       e.stopPropagation();
       search(null, `${m.video_id}@${((m.start + m.end) / 2).toFixed(3)}`);
     });
+    const save = el("button", { type: "button", className: "save quiet", textContent: "Save clip",
+                                title: "download this moment as an MP4" });
+    save.addEventListener("click", (e) => {
+      e.stopPropagation();
+      saveClip(m, name);
+    });
     const item = el("li", { className: "moment" + (m.weak ? " weak" : "") },
       el("div", { className: "body" },
         el("div", { className: "meta" },
@@ -199,11 +208,29 @@ function showMoments(moments, append) {
           el("span", { className: "kinds", textContent: m.kinds.join(" · ") }),
           el("span", { className: "score", title: "relevance, 0 to 1",
                        textContent: m.score.toFixed(2) + (m.weak ? " weak" : "") })),
-        el("p", { className: "text", textContent: m.text }), more));
+        el("p", { className: "text", textContent: m.text }),
+        el("div", { className: "actions" }, more, save)));
     if (m.thumbnail) item.prepend(thumbnail(m.thumbnail, "results"));
     seeker(item, m.video_id, m.start);
+    item.dataset.end = m.end;
     list.append(item);
   }
+}
+
+// The moment as an MP4 file, fetched with the key and saved through a download link.
+async function saveClip(m, name) {
+  const range = `start=${m.start}&end=${m.end}`;
+  try {
+    const blob = await (await api(videoPath(m.video_id, `/clip?${range}`))).blob();
+    const stem = name.replace(/\.[^.]*$/, "");
+    const link = el("a", { href: URL.createObjectURL(blob),
+                           download: `${stem}_${m.start.toFixed(1)}-${m.end.toFixed(1)}s.mp4` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    clearError("clip");
+  } catch (e) { fail("clip", e); }
 }
 
 // ---- player: signed URLs renewed, a preview where the original cannot play ------------------
@@ -386,7 +413,7 @@ function progressText(v) {
   const duration = v.duration || 0;
   const done = v.progress_s ?? (duration * (v.progress || 0)) / 100;
   const parts = [`indexed ${clock(done)} of ${clock(duration)}`];
-  if (v.stage) parts.push(v.stage);
+  if (v.stage) parts.push(STAGES[v.stage] || v.stage);
   if (v.eta_s != null) parts.push(`~${clock(v.eta_s)} left`);
   return { text: parts.join(" · "), done, duration };
 }
