@@ -203,7 +203,14 @@ def test_search_thumbnail_seek_captions_and_transcript(d, site):
     first.click()
     _lands_near(d, start, timeout=30)
     assert d.find_element(*_by("#now-playing")).text == CLIP
-    assert d.find_elements(*_by("#chapters .chapter"))
+    # Chapters too show their keyframe where the summary names one.
+    chapters = api.get(f"/v1/videos/{video['id']}/summary").json()["chapters"]
+    wait_for(lambda: d.execute_script(
+        "return [...document.querySelectorAll('#chapters .chapter')].map((c) => {"
+        "  const i = c.querySelector('img.thumb'); return i ? i.complete && i.naturalWidth > 0"
+        "  : null; })") == [True if c.get("thumbnail") else None for c in chapters],
+        timeout=10, what="the chapters, with their thumbnails")
+    assert chapters
 
     # The captions track: the API's WebVTT, loaded and showing.
     cues = wait_for(lambda: d.execute_script(

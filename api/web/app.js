@@ -362,7 +362,10 @@ async function loadChapters(videoId) {
       const item = el("li", { className: "chapter" },
         el("span", { className: "when", textContent: clock(c.start) }),
         el("span", { className: "title", textContent: c.title }));
-      if (c.thumbnail) item.prepend(thumbnail(c.thumbnail, "video"));
+      if (c.thumbnail) {
+        item.prepend(thumbnail(c.thumbnail, "video"));
+        item.classList.add("with-thumb");
+      }
       seeker(item, videoId, c.start);
       item.dataset.end = c.end;
       list.append(item);
