@@ -97,6 +97,12 @@ def test_bfloat16_on_cpu_stays_close_to_float32_on_real_frames(siglip, media):
     want, got = visual.embed_texts(["people walking"], siglip), visual.embed_texts(
         ["people walking"], bf16)
     assert float(want[0] @ got[0]) > 0.99
+    # auto: bfloat16 exactly where this CPU multiplies it in hardware
+    from model import base
+    auto = siglip.model_copy(update={"visual": siglip.visual.model_copy(
+        update={"cpu_dtype": "auto"})})
+    assert visual.VisualEmbedder.get(auto).backend.model.dtype == \
+        (torch.bfloat16 if base.cpu_bf16_native() else torch.float32)
 
 
 def test_no_weights_says_which_setting_enables_it(tmp_path):
