@@ -1,8 +1,10 @@
 """`chronoscope search` wall time from a fresh process, cold and warm, against the code path
-of an older commit (the sentence-transformers/torch query embedding) measured in the same run.
+of an older commit measured in the same run: by default f40e058, the path before the start-up
+work (huggingface_hub's API, alembic and psycopg imported by every search); a412460 is the
+sentence-transformers/torch query embedding before that.
 
-    .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev a412460
-    .venv/bin/python bench/cli_latency.py --runs 5 --old-rev 22c5fea
+    .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev f40e058
+    .venv/bin/python bench/cli_latency.py --runs 5 --old-rev a412460
 
 The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
@@ -23,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,26 +84,35 @@ def drop_caches() -> bool:
         return False
 
 
-def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str, float]:
+    """(wall seconds, stdout, CPU seconds of the process): on a loaded machine the CPU
+    time is the steadier figure."""
+    cpu, start = _cpu(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    return wall, proc.stdout
+    return wall, proc.stdout, _cpu() - cpu
 
 
 def measure(paths: dict, env: dict, runs: int) -> dict:
     """Median cold and warm wall seconds of each path, runs interleaved (the machine's load
     drifts; interleaving gives both paths the same share of it)."""
-    times = {name: {"cold": [], "warm": []} for name in paths}
+    times = {name: {"cold": [], "warm": [], "cpu": []} for name in paths}
     dropped = True
     for i in range(runs):
         q = QUERIES[i % len(QUERIES)]
         for name, (cmd, cwd) in paths.items():
             dropped = drop_caches() and dropped
             times[name]["cold"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
-            times[name]["warm"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
+            wall, _, cpu = timed([*cmd, "search", q, "--json"], cwd, env)
+            times[name]["warm"].append(wall)
+            times[name]["cpu"].append(cpu)
             print(f"run {i + 1}/{runs} {name}: cold {times[name]['cold'][-1]:.2f} s, "
                   f"warm {times[name]['warm'][-1]:.2f} s", file=sys.stderr)
     out = {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
@@ -133,7 +145,7 @@ def floor(env: dict, runs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--old-rev", default="a412460", help="commit with today's query path")
+    ap.add_argument("--old-rev", default="f40e058", help="commit with the old query path")
     args = ap.parse_args()
     home = library()
     env = env_for(home)
@@ -149,11 +161,12 @@ def main() -> None:
     print(f"{platform.node()}  {os.cpu_count()} CPUs  load {os.getloadavg()[0]:.1f}  "
           f"{datetime.datetime.now():%Y-%m-%d %H:%M}  runs {args.runs}  "
           f"page cache dropped: {'yes' if result['dropped_caches'] else 'no (not permitted)'}")
-    print(f"{'path':<16} {'cold s':>8} {'warm s':>8}")
+    print(f"{'path':<16} {'cold s':>8} {'warm s':>8} {'warm CPU s':>11}")
     for name in paths:
-        print(f"{name:<16} {result[name]['cold']:>8.2f} {result[name]['warm']:>8.2f}")
+        r = result[name]
+        print(f"{name:<16} {r['cold']:>8.2f} {r['warm']:>8.2f} {r['cpu']:>11.2f}")
     print(f"speed-up (old/new): cold {old_t['cold'] / new['cold']:.1f}x, "
-          f"warm {old_t['warm'] / new['warm']:.1f}x")
+          f"warm {old_t['warm'] / new['warm']:.1f}x, warm CPU {old_t['cpu'] / new['cpu']:.1f}x")
     for name, value in base.items():
         print(f"floor: {name:<22} {value:.2f} s")
     print("results identical to the old path:", "yes" if not differ else f"NO: {differ}")
