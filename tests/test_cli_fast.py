@@ -48,8 +48,11 @@ def library(sqlite_settings, vec):  # noqa: F811
     return sqlite_settings
 
 
-def cli_search(home: Path, tmp_path: Path, *args) -> tuple[list, dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
+def cli_search(home: Path, tmp_path: Path, *args, env: dict | None = None
+               ) -> tuple[list, dict]:
+    """`env`: more CHRONOSCOPE_ settings than the data directory."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")},
+           **(env or {})}
     env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
     report = tmp_path / "probe.json"
     proc = subprocess.run([sys.executable, "-c", PROBE, str(report), "search", *args, "--json"],
