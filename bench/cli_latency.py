@@ -5,6 +5,7 @@ sentence-transformers/torch query embedding before that.
 
     .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev f40e058
     .venv/bin/python bench/cli_latency.py --runs 5 --old-rev a412460
+    .venv/bin/python bench/cli_latency.py --runs 5 --visual   # a library with keyframe vectors
 
 The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
@@ -42,20 +43,34 @@ FLOOR = "import api.cli, search.query, store.db, search.index.reader"
 DROP = Path("/proc/sys/vm/drop_caches")
 
 
-def env_for(home: Path) -> dict:
+def env_for(home: Path, visual: Path | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
     env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
+    if visual:
+        env["CHRONOSCOPE_VISUAL__MODEL"] = str(visual)
     return env
 
 
-def library() -> Path:
-    home = CACHE / "home"
-    if (home / "vectors.faiss.state.npz").exists():
-        return home
-    files = [str(MEDIA / v) for v in VIDEOS]
-    subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
-                   env=env_for(home), check=True, stdout=sys.stderr)
-    return home
+def siglip() -> Path:
+    """SigLIP 2 base of the published size with random weights (no hub here): the real cost
+    of its text tower, not its accuracy."""
+    path = CACHE / "siglip2-base-random"
+    if not (path / "model.safetensors").exists():
+        sys.path.insert(0, str(ROOT))
+        from fixtures.visual_tiny import build
+        build(path, tiny=False)
+    return path
+
+
+def library(visual: Path | None) -> dict:
+    """The environment of a search in the indexed library (with keyframe vectors too)."""
+    home = CACHE / ("home-visual" if visual else "home")
+    env = env_for(home, visual)
+    if not (home / "vectors.faiss.state.npz").exists():
+        files = [str(MEDIA / v) for v in VIDEOS]
+        subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
+                       env=env, check=True, stdout=sys.stderr)
+    return env
 
 
 def old_tree(rev: str) -> Path:
@@ -146,9 +161,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--old-rev", default="f40e058", help="commit with the old query path")
+    ap.add_argument("--visual", action="store_true",
+                    help="the library has keyframe vectors (SigLIP 2 base, random weights): "
+                         "a text query is searched there too")
     args = ap.parse_args()
-    home = library()
-    env = env_for(home)
+    env = library(siglip() if args.visual else None)
     old = old_tree(args.old_rev)
     for tree in (ROOT, old):
         compile_tree(tree)
@@ -160,6 +177,7 @@ def main() -> None:
     new, old_t = result["new"], result[f"old {args.old_rev}"]
     print(f"{platform.node()}  {os.cpu_count()} CPUs  load {os.getloadavg()[0]:.1f}  "
           f"{datetime.datetime.now():%Y-%m-%d %H:%M}  runs {args.runs}  "
+          f"{'with' if args.visual else 'no'} keyframe vectors  "
           f"page cache dropped: {'yes' if result['dropped_caches'] else 'no (not permitted)'}")
     print(f"{'path':<16} {'cold s':>8} {'warm s':>8} {'warm CPU s':>11}")
     for name in paths:
