@@ -87,8 +87,8 @@ class VisualSettings(BaseModel):
     # 0.15 CPU-s per image at 16, 0.12 at 32).
     batch_size: int = Field(32, ge=1)
     cpu_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="image-text model on a CPU: auto = bfloat16 where the CPU "
-        "multiplies bfloat16 natively (AMX or AVX512-BF16), else float32")
+        "auto", description="image tower on a CPU (text queries stay float32): auto = "
+        "bfloat16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16), else float32")
     frame_side: int = Field(448, ge=32, description="Qwen3-VL-Embedding: longest side of a "
                             "frame, px")
 
