@@ -4,9 +4,9 @@ The clip's first frame is the one shown at START (pts <= START < next pts), its 
 one shown just before END; the sound is cut to the same times. The clip's time 0 is the
 first frame's own time, so picture and sound stay together. When that first frame is a
 keyframe of a codec MP4 holds and the stream has no frame reordering, the picture is
-stream-copied; otherwise the clip is re-encoded (H.264). A "smart cut" (re-encoding only
-the head up to the next keyframe) is not done: splicing libx264's parameter sets into
-another encoder's stream is not reliable through PyAV.
+stream-copied; for H.264 without reordering whose next keyframe is an IDR picture, only
+the head up to that keyframe is re-encoded and the rest copied (indexer/smartcut.py);
+otherwise the whole clip is re-encoded (H.264).
 """
 
 import math
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import BadQuery
-from indexer import transcode
+from indexer import smartcut, transcode
 from indexer.demux import packets, seek
 from indexer.probe import open_video, origin_s, probe
 
@@ -28,7 +28,7 @@ MAX_MS = 2**31 - 1       # times are int32 milliseconds
 class Clip:
     start_s: float        # the first frame's time in the video
     end_s: float
-    copied: bool          # the picture was stream-copied (no re-encoding)
+    mode: str             # copy, smart (head re-encoded, the rest copied) or encode
 
 
 def check_bounds(start: float, end: float, duration_ms: int | None, max_length_s: float
@@ -61,11 +61,11 @@ def cut(path: Path, dest: Path, start: float, end: float, settings: Settings,
     span = locate(path, Fraction(round(start * 1000), 1000), Fraction(round(end * 1000), 1000))
     container, stream = open_video(path)
     with container:
-        copy = transcode.can_copy(stream, span)
+        how = transcode.mode(stream, span)
         first_s = span.zero_s - origin_s(container)
     transcode.write_mp4(path, dest, span, transcode.Encoding(None, settings.clip.preset,
-                                                              settings.clip.crf), copy=copy)
-    return Clip(start_s=round(float(first_s), 3), end_s=end, copied=copy)
+                                                              settings.clip.crf), how=how)
+    return Clip(start_s=round(float(first_s), 3), end_s=end, mode=how)
 
 
 def locate(path: Path, start: Fraction, end: Fraction) -> transcode.Cut:
@@ -80,7 +80,7 @@ def locate(path: Path, start: Fraction, end: Fraction) -> transcode.Cut:
         seek_pts = None
         for seek_pts in (int(at / tb), None):
             seek(container, seek_pts if seek_pts is not None else 0, stream)
-            seen = _packets_around(container, stream, at)
+            seen, after = _packets_around(container, stream, at)
             # The seek must land at or before the wanted frame, or it was passed over.
             if seek_pts is None or (seen and seen[0][0] * tb <= at):
                 break
@@ -89,12 +89,16 @@ def locate(path: Path, start: Fraction, end: Fraction) -> transcode.Cut:
         shown = [p for p in seen if p[0] * tb <= at]
         first, keyframe = max(shown) if shown else min(seen)
         return transcode.Cut(zero_s=first * tb, first_pts=first, end_s=origin + end,
-                             seek_pts=seek_pts, keyframe=keyframe)
+                             seek_pts=seek_pts, keyframe=keyframe,
+                             next_key_pts=after[0] if after else None,
+                             next_key_idr=bool(after) and after[1])
 
 
-def _packets_around(container, stream, at: Fraction) -> list[tuple[int, bool]]:
-    """(pts, keyframe) of the packets from here to the first keyframe after `at`, sorted:
-    every frame that can be on screen at `at` is among them."""
+def _packets_around(container, stream, at: Fraction
+                    ) -> tuple[list[tuple[int, bool]], tuple[int, bool] | None]:
+    """(pts, keyframe) of the packets from here to the first keyframe after `at`, sorted
+    (every frame that can be on screen at `at` is among them), and that keyframe's (pts,
+    is an IDR picture) if there is one."""
     tb = stream.time_base
     stats = {"read_errors": 0}
     seen = []
@@ -102,6 +106,6 @@ def _packets_around(container, stream, at: Fraction) -> list[tuple[int, bool]]:
         if packet.pts is None or packet.size == 0:
             continue
         if packet.is_keyframe and packet.pts * tb > at and seen:
-            break
+            return sorted(seen), (packet.pts, smartcut.is_idr(bytes(packet)))
         seen.append((packet.pts, bool(packet.is_keyframe)))
-    return sorted(seen)
+    return sorted(seen), None

@@ -75,7 +75,8 @@ def make(settings: Settings, video_id: str) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             p = settings.preview
             transcode.write_mp4(path, dest, transcode.Cut(zero_s=transcode.origin(path)),
-                                transcode.Encoding(p.max_height, p.preset, p.crf), copy=False)
+                                transcode.Encoding(p.max_height, p.preset, p.crf),
+                                how=transcode.ENCODE)
     except BadVideo as e:
         note = f"no browser-playable preview could be made: {e}"
         log.warning("%s: %s", video_id, note)

@@ -2,10 +2,11 @@
 
 A `Cut` says which frames go out and which source time becomes 0. Frames keep their own
 pts * time_base (shifted), never an index times a nominal rate, so a variable frame rate
-survives. The video is either stream-copied (only from a keyframe, for a codec MP4 holds,
-without frame reordering, so no copied frame needs one that was left out) or re-encoded
-with libx264 without B-frames; the sound is always decoded, cut to the sample and encoded
-as AAC (cheap, and exact where copying would cut at packet boundaries). The file is written
+survives. The video is stream-copied (only from a keyframe, for a codec MP4 holds, without
+frame reordering, so no copied frame needs one that was left out), smart-cut (H.264: the
+head re-encoded up to the next keyframe, copied from it; indexer/smartcut.py) or
+re-encoded with libx264 without B-frames; the sound is always decoded, cut to the sample
+and encoded as AAC (cheap, and exact where copying would cut at packet boundaries). The file is written
 beside its destination and renamed into place, with the index at the front (faststart).
 """
 
@@ -17,9 +18,11 @@ from pathlib import Path
 import av
 
 from core.errors import BadVideo
+from indexer import smartcut
 from indexer.demux import MAX_READ_ERRORS, seek
 from indexer.probe import audio_stream, frame_time, open_video, origin_s
 
+COPY, SMART, ENCODE = "copy", "smart", "encode"
 # Codecs an MP4 can hold as they are, so a cut on a keyframe can copy them.
 COPYABLE = {"h264", "hevc", "av1", "vp9"}
 AAC_RATES = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
@@ -36,6 +39,8 @@ class Cut:
     end_s: Fraction | None = None
     seek_pts: int | None = None
     keyframe: bool = False
+    next_key_pts: int | None = None     # the first keyframe after the first frame
+    next_key_idr: bool = False          # ...is an IDR picture (H.264)
 
 
 @dataclass(frozen=True)
@@ -45,20 +50,27 @@ class Encoding:
     crf: int
 
 
-def can_copy(stream, cut: Cut) -> bool:
+def mode(stream, cut: Cut) -> str:
+    """How the cut's picture is written: "copy" (it starts on a keyframe), "smart" (the head
+    up to the next keyframe re-encoded, the rest copied) or "encode"."""
     ctx = stream.codec_context
-    return cut.keyframe and ctx.name in COPYABLE and not ctx.has_b_frames
+    if cut.keyframe and ctx.name in COPYABLE and not ctx.has_b_frames:
+        return COPY
+    if cut.next_key_idr and cut.end_s is not None and \
+            cut.next_key_pts * stream.time_base < cut.end_s and smartcut.possible(stream):
+        return SMART
+    return ENCODE
 
 
-def write_mp4(path: Path, dest: Path, cut: Cut, encoding: Encoding, *, copy: bool) -> None:
-    """Write the cut of `path` to `dest` (replaced atomically); `copy`: stream-copy the
-    video (the caller checked can_copy)."""
+def write_mp4(path: Path, dest: Path, cut: Cut, encoding: Encoding, *, how: str) -> None:
+    """Write the cut of `path` to `dest` (replaced atomically), its picture as `how` says
+    (`mode` of the stream and cut, or ENCODE)."""
     tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.tmp.mp4")
     try:
         container, stream = open_video(path)
         with container, av.open(str(tmp), "w", format="mp4",
                                 options={"movflags": "+faststart"}) as out:
-            _write(container, stream, out, cut, encoding, copy)
+            _write(container, stream, out, cut, encoding, how)
         os.replace(tmp, dest)
     except av.error.FFmpegError as e:
         raise BadVideo(f"{Path(path).name}: the video could not be cut or converted ({e})"
@@ -67,11 +79,8 @@ def write_mp4(path: Path, dest: Path, cut: Cut, encoding: Encoding, *, copy: boo
         tmp.unlink(missing_ok=True)
 
 
-def _write(container, stream, out, cut: Cut, encoding: Encoding, copy: bool) -> None:
-    tb = stream.time_base
-    shift = round(cut.zero_s / tb)           # output pts = source pts - shift
-    end_pts = None if cut.end_s is None else cut.end_s / tb
-    video = _Video(out, stream, encoding, copy, shift, end_pts)
+def _write(container, stream, out, cut: Cut, encoding: Encoding, how: str) -> None:
+    video = _Video(out, stream, encoding, how, cut)
     source_audio = audio_stream(container)
     sound = _Audio(out, source_audio, cut) if source_audio is not None else None
     if cut.seek_pts is not None:
@@ -79,7 +88,7 @@ def _write(container, stream, out, cut: Cut, encoding: Encoding, copy: bool) -> 
     streams = [stream] + ([source_audio] if sound else [])
     for packet in _demux(container, streams):
         if packet.stream is stream and not video.done:
-            video.add(packet, cut.first_pts)
+            video.add(packet)
         elif sound is not None and packet.stream is source_audio and not sound.done:
             for frame in _decode(packet):
                 sound.add(frame)
@@ -113,51 +122,73 @@ def _decode(packet) -> list:
 
 
 class _Video:
-    """The picture: packets in, copied or decoded and encoded; out in pts order with the
-    last frame lasting until the end of the cut."""
+    """The picture: packets in, copied or decoded and encoded (a smart cut: encoded up to
+    the next keyframe, copied from it); out in pts order, the last frame lasting until the
+    end of the cut."""
 
-    def __init__(self, out, source, encoding: Encoding, copy: bool, shift: int, end_pts):
-        self.out, self.source, self.copy, self.shift, self.end_pts = out, source, copy, shift, end_pts
+    def __init__(self, out, source, encoding: Encoding, how: str, cut: Cut):
+        self.out, self.how = out, how
         self.tb = source.time_base
+        self.shift = round(cut.zero_s / self.tb)      # output pts = source pts - shift
+        self.end_pts = None if cut.end_s is None else cut.end_s / self.tb
+        self.first_pts, self.key_pts = cut.first_pts, cut.next_key_pts
         self.last_pts = None         # source pts of the last frame taken
         self.held = None             # the last packet out, muxed once the next is known
         self.done = False
-        if copy:
-            self.stream = out.add_stream_from_template(source)
+        if how == ENCODE:
+            self.stream = self.encoder = _encoder(out, source, encoding)
         else:
-            self.stream = _encoder(out, source, encoding)
+            self.stream = out.add_stream_from_template(source)
+            self.encoder = smartcut.head_encoder(source, self.stream, encoding.preset,
+                                                 encoding.crf) if how == SMART else None
 
-    def add(self, packet, first_pts: int | None) -> None:
-        if self.copy:
+    def add(self, packet) -> None:
+        if self.how == COPY or (self.how == SMART and packet.pts is not None
+                                and packet.pts >= self.key_pts):
             if packet.pts is None or packet.size == 0:
                 return
-            self._take(packet.pts, first_pts, packet)
+            self._drain()
+            self._take(packet.pts, packet)
             return
         for frame in _decode(packet):
             t = frame.pts if frame.pts is not None else frame.dts
             if t is not None:
-                self._take(t, first_pts, frame)
+                self._take(t, frame)
 
-    def _take(self, pts: int, first_pts: int | None, item) -> None:
+    def _take(self, pts: int, item) -> None:
         if self.end_pts is not None and pts >= self.end_pts:
             self.done = True
             return
-        if (first_pts is not None and pts < first_pts) or \
+        if (self.first_pts is not None and pts < self.first_pts) or \
                 (self.last_pts is not None and pts <= self.last_pts):
             return      # before the cut, or out of order (damage): not shown
         self.last_pts = pts
         item.pts = pts - self.shift
         item.time_base = self.tb
-        if self.copy:
+        if isinstance(item, av.Packet):
             item.dts = item.pts
             self._hold(item)
-        else:
-            item.pict_type = av.video.frame.PictureType.NONE   # let the encoder choose
-            frame = item.reformat(width=self.stream.width, height=self.stream.height,
-                                  format="yuv420p")
-            frame.pts, frame.time_base = item.pts, self.tb
-            for p in self.stream.encode(frame):
-                self._hold(p)
+            return
+        item.pict_type = av.video.frame.PictureType.NONE      # let the encoder choose
+        frame = item.reformat(width=self.encoder.width, height=self.encoder.height,
+                              format="yuv420p")
+        frame.pts, frame.time_base = item.pts, self.tb
+        self._encode(frame)
+
+    def _encode(self, frame) -> None:
+        for p in self.encoder.encode(frame):
+            if self.how == SMART:
+                sample = av.Packet(smartcut.to_sample(bytes(p)))
+                sample.pts = sample.dts = p.pts
+                sample.time_base, sample.is_keyframe = self.tb, p.is_keyframe
+                p = sample
+            self._hold(p)
+
+    def _drain(self) -> None:
+        """The encoder's last packets, before the first copied one (a smart cut)."""
+        if self.how == SMART and self.encoder is not None:
+            self._encode(None)
+            self.encoder = None
 
     def _hold(self, packet) -> None:
         # No B-frames on either path: decode order is presentation order, so a packet lasts
@@ -169,9 +200,9 @@ class _Video:
         self.held = packet
 
     def finish(self) -> None:
-        if not self.copy:
-            for p in self.stream.encode(None):
-                self._hold(p)
+        if self.how == ENCODE:
+            self._encode(None)
+        self._drain()
         if self.held is None:
             raise BadVideo("no picture could be decoded in this part of the video")
         if self.end_pts is not None:

@@ -1,8 +1,9 @@
 """Clips cut from the real samples, checked by decoding them: the first frame is the one
 shown at START, the last the one shown just before END, every frame keeps its source time
 (shifted by the first frame's), the sound covers the same span and lines up with the
-picture; a keyframe start stream-copies, any other start re-encodes; hostile bounds are
-refused with a clear message, from the library and from the command line."""
+picture; a keyframe start stream-copies, any other start re-encodes the head up to the
+next keyframe (H.264 without reordering: a smart cut) or the whole clip; hostile bounds
+are refused with a clear message, from the library and from the command line."""
 
 import json
 import math
@@ -108,7 +109,7 @@ def test_keyframe_start_is_stream_copied_frame_accurate_with_sound_in_step(media
     start, end = key + 0.01, key + 5.0            # shown at start: that keyframe
     out = tmp_path / "copy.mp4"
     result = clips.cut(src, out, start, end, settings, None)
-    assert result.copied and abs(result.start_s - key) < HALF_MS
+    assert result.mode == "copy" and abs(result.start_s - key) < HALF_MS
     first = check_clip(src, out, start, end)
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
@@ -116,14 +117,37 @@ def test_keyframe_start_is_stream_copied_frame_accurate_with_sound_in_step(media
     check_sound(src, out, first, end)      # silent here: its length is still checked
 
 
-def test_other_starts_are_reencoded_from_the_frame_shown_then(media, tmp_path, settings):
+def test_other_starts_reencode_the_head_and_copy_from_the_next_keyframe(media, tmp_path,
+                                                                       settings):
+    """Smart cut: frames from the next keyframe on are the source's, bit for bit; the head
+    before it is re-encoded close to them."""
     src = media / "car_detection_30s.mp4"
-    key = float(source_times(src, keyframes=True)[1])
-    start, end = key + 0.3, key + 3.0             # mid-GOP
-    out = tmp_path / "encoded.mp4"
+    keys = source_times(src, keyframes=True)
+    start, end = float(keys[1]) + 0.3, float(keys[2]) + 2.0     # mid-GOP, across a keyframe
+    out = tmp_path / "smart.mp4"
     result = clips.cut(src, out, start, end, settings, None)
-    assert not result.copied and result.start_s > key
-    check_clip(src, out, start, end)
+    assert result.mode == "smart" and result.start_s > float(keys[1])
+    first = check_clip(src, out, start, end)
+    got, want = pictures(out), pictures(src)
+    for t, picture in got.items():
+        original = want[t + first]
+        if t + first >= keys[2]:
+            assert np.array_equal(picture, original), float(t)
+        else:
+            mse = ((picture.astype(float) - original) ** 2).mean()
+            assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 30, float(t)
+    # Ending before the next keyframe leaves nothing to copy: re-encoded.
+    short = clips.cut(src, tmp_path / "short.mp4", start, float(keys[2]) - 0.5, settings, None)
+    assert short.mode == "encode"
+    check_clip(src, tmp_path / "short.mp4", start, float(keys[2]) - 0.5)
+
+
+def pictures(path: Path) -> dict[Fraction, np.ndarray]:
+    """Every decoded picture (luma) by its time."""
+    with av.open(str(path)) as c:
+        origin = Fraction(c.start_time or 0, av.time_base)
+        return {f.pts * f.time_base - origin: f.to_ndarray(format="gray")
+                for f in c.decode(video=0)}
 
 
 @pytest.mark.parametrize("name,start,end", [
@@ -134,7 +158,7 @@ def test_other_starts_are_reencoded_from_the_frame_shown_then(media, tmp_path, s
 def test_reordered_and_foreign_codecs_cut_exactly(media, tmp_path, settings, name, start, end):
     src = media / name
     out = tmp_path / "clip.mp4"
-    assert not clips.cut(src, out, start, end, settings, None).copied
+    assert clips.cut(src, out, start, end, settings, None).mode == "encode"
     first = check_clip(src, out, start, end)
     with av.open(str(src)) as c:
         has_sound = bool(c.streams.audio)
@@ -169,11 +193,11 @@ def test_cli_clip(media, tmp_path):
                               env=env, capture_output=True, text=True, timeout=120)
 
     out = tmp_path / "moment.mp4"
-    proc = run(video_id, "10.5", "12", "-o", str(out), "--json")
+    proc = run(video_id, "10.5", "16", "-o", str(out), "--json")      # across a keyframe
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["mode"] == "encode" and report["output"] == str(out)
-    check_clip(media / "car_detection_30s.mp4", out, 10.5, 12.0)
+    assert report["mode"] == "smart" and report["output"] == str(out)
+    check_clip(media / "car_detection_30s.mp4", out, 10.5, 16.0)
     proc = run(video_id, "1", "99", "-o", str(tmp_path / "bad.mp4"))
     assert proc.returncode == 2 and "beyond the end" in proc.stderr
     proc = run("nosuchvideo", "1", "2", "-o", str(tmp_path / "bad.mp4"))

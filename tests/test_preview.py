@@ -3,8 +3,10 @@ preview at index time (finalize, which the in-process runner and the Celery work
 run) whose frames keep the original's times; the API names it as `playback_url` and serves
 it like the media (ranges, safety headers), files that play get none, deleting the video
 deletes it. The clip endpoint over a real socket: a download of the moment, and a clear 422
-for hostile bounds."""
+for hostile bounds. Headless Chromium plays the preview and a smart-cut clip across its
+splice."""
 
+import os
 from fractions import Fraction
 
 import av
@@ -113,6 +115,69 @@ def test_clip_needs_a_key_or_the_media_token(library):
     token = library["client"].get(f"/v1/videos/{vid}").json()["media_url"].split("token=")[1]
     r = anon.get(f"/v1/videos/{vid}/clip?start=4.8&end=6&token={token}")
     assert r.status_code == 200 and r.headers["x-clip-mode"] == "copy"
+
+
+# In the browser: the preview and a smart-cut clip (two encoders' parameter sets in one
+# avcC) decode in Chromium, across the splice.
+PLAY = """
+const [src, at, done] = [arguments[0], arguments[1], arguments[3]];
+const v = document.createElement("video");
+v.muted = true;
+v.onerror = () => done({error: v.error && v.error.message || "error " + v.error.code});
+v.onloadedmetadata = () => { v.currentTime = at; };
+v.onseeked = () => {
+  v.onseeked = null;
+  v.play().then(() => setTimeout(() => {
+    const c = document.createElement("canvas");
+    [c.width, c.height] = [v.videoWidth, v.videoHeight];
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0);
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    let lo = 255, hi = 0;
+    for (let i = 0; i < px.length; i += 4 * 97) { lo = Math.min(lo, px[i]); hi = Math.max(hi, px[i]); }
+    done({error: v.error && v.error.code, t: v.currentTime, width: v.videoWidth,
+          duration: v.duration, contrast: hi - lo});
+  }, 1200), e => done({error: String(e)}));
+};
+// A clip is a download (no ranges): seek in it as a blob, as a page that saved it would.
+if (arguments[2]) fetch(src).then(r => r.blob()).then(b => { v.src = URL.createObjectURL(b); });
+else v.src = src;
+"""
+
+
+def test_preview_and_smart_clip_play_in_chromium(library, media):
+    from test_web import _chromium
+    binary, driver_path = _chromium()
+    os.environ.setdefault("SE_OFFLINE", "true")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--mute-audio", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    try:
+        driver.set_script_timeout(30)
+        driver.get(library["base"] + "/healthz")
+        client, ids = library["client"], library["ids"]
+        avi = client.get(f"/v1/videos/{ids[AVI]}").json()
+        got = driver.execute_async_script(PLAY, library["base"] + avi["playback_url"], 40.0,
+                                           False)
+        assert got["error"] is None and got["width"] == 640, got
+        assert got["t"] > 40.5 and abs(got["duration"] - avi["duration"]) < 0.2, got
+        assert got["contrast"] > 50, got          # a picture, not a blank frame
+        token = client.get(f"/v1/videos/{ids[MP4]}").json()["media_url"].split("token=")[1]
+        clip = f"/v1/videos/{ids[MP4]}/clip?start=7&end=14&token={token}"
+        assert client.get(clip).headers["x-clip-mode"] == "smart"
+        first = max(t for t in source_times(media / MP4) if t <= 7)
+        keys = source_times(media / MP4, keyframes=True)
+        splice = float(min(k for k in keys if k > first) - first)   # copied from here on
+        got = driver.execute_async_script(PLAY, library["base"] + clip, splice - 0.5, True)
+        assert got["error"] is None and got["t"] > splice + 0.3, got
+        assert got["contrast"] > 50, got
+    finally:
+        driver.quit()
 
 
 def test_deleting_a_video_deletes_its_preview(library):

@@ -10,6 +10,10 @@ from core.config import get_settings
 from core.errors import BadInput, BadQuery, NotFound
 
 
+HOW = {"copy": "stream copy", "smart": "head re-encoded up to the next keyframe, the rest "
+       "copied", "encode": "re-encoded"}
+
+
 @app.command()
 def clip(video_id: str,
          start: Annotated[float, typer.Argument(help="seconds")],
@@ -31,7 +35,5 @@ def clip(video_id: str,
         die(str(e), 2)
     except (NotFound, BadInput) as e:
         die(str(e))
-    mode = "copy" if out.copied else "encode"
-    emit({"output": str(output), "start": out.start_s, "end": out.end_s, "mode": mode},
-         as_json, f"wrote {output}: {out.start_s:.3f}-{out.end_s:.3f} s "
-                  f"({'stream copy' if out.copied else 're-encoded'})")
+    emit({"output": str(output), "start": out.start_s, "end": out.end_s, "mode": out.mode},
+         as_json, f"wrote {output}: {out.start_s:.3f}-{out.end_s:.3f} s ({HOW[out.mode]})")

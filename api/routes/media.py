@@ -91,10 +91,11 @@ def clip(video: MediaVideoDep, settings: SettingsDep, start: Seconds, end: Secon
     """The moment [start, end) as an MP4 download: its first frame is the one shown at
     `start`, its last the one shown just before `end`, the sound cut to the same times.
     Stream-copied when `start` falls on a keyframe (of H.264, HEVC, AV1 or VP9 without
-    frame reordering), otherwise re-encoded as H.264/AAC. At most
+    frame reordering); H.264 without reordering re-encodes only the head up to the next
+    keyframe (a smart cut); anything else is re-encoded as H.264/AAC. At most
     `clip.max_length_s` (600 s) long. Headers: `X-Clip-Start` (the first frame's time,
-    seconds) and `X-Clip-Mode` (`copy` or `encode`). A key or the video's media token
-    authorises it."""
+    seconds) and `X-Clip-Mode` (`copy`, `smart` or `encode`). A key or the video's media
+    token authorises it."""
     from indexer import clip as clips
     path = _media_file(video)
     (settings.home / "tmp").mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,7 @@ def clip(video: MediaVideoDep, settings: SettingsDep, start: Seconds, end: Secon
     name = f"{Path(video.filename).stem}_{out.start_s:.3f}-{end:.3f}s"
     headers = {**media_headers(name, "video/mp4", download=True),
                "Content-Length": str(size), "X-Clip-Start": f"{out.start_s:.3f}",
-               "X-Clip-Mode": "copy" if out.copied else "encode"}
+               "X-Clip-Mode": out.mode}
     return StreamingResponse(_chunks(f), media_type="video/mp4", headers=headers)
 
 
