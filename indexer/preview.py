@@ -8,6 +8,7 @@ second in either. The API serves it as the video's `playback_url`.
 """
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 from core.config import Settings
@@ -24,6 +25,7 @@ VIDEO_CODECS = {"mp4": {"h264", "av1", "vp9"}, "webm": {"vp8", "vp9", "av1"},
 AUDIO_CODECS = {"mp4": {"aac", "mp3", "opus"}, "webm": {"vorbis", "opus"},
                 "ogg": {"vorbis", "opus"}}
 PIXEL_FORMATS = {"yuv420p", "yuvj420p", None}
+NAMES = {"mp4": "MP4", "webm": "Matroska/WebM", "ogg": "Ogg"}
 NOTE = ("the original does not play in web browsers ({why}); its playback_url is an H.264 "
         "preview of at most {lines} lines")
 
@@ -49,9 +51,9 @@ def unplayable(path: Path) -> str | None:
         if family is None:
             return f"{container.format.name.split(',')[0]} container"
     if codec not in VIDEO_CODECS[family]:
-        return f"{codec} video in {family}"
+        return f"{codec} video in {NAMES[family]}"
     if audio is not None and audio not in AUDIO_CODECS[family]:
-        return f"{audio} sound in {family}"
+        return f"{audio} sound in {NAMES[family]}"
     if pix_fmt not in PIXEL_FORMATS:
         return f"{pix_fmt} pictures"
     return None
@@ -64,7 +66,8 @@ def make(settings: Settings, video_id: str) -> None:
     if not settings.preview.enabled:
         return
     with session_scope(settings) as s:
-        path = Path(queries.get_video(s, video_id).path)
+        video = queries.get_video(s, video_id)
+        path, duration_ms = Path(video.path), video.duration_ms
     dest = preview_path(settings.media_dir, video_id)
     try:
         why = unplayable(path)
@@ -73,8 +76,11 @@ def make(settings: Settings, video_id: str) -> None:
         note = NOTE.format(why=why, lines=settings.preview.max_height)
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            p = settings.preview
-            transcode.write_mp4(path, dest, transcode.Cut(zero_s=transcode.origin(path)),
+            p, origin = settings.preview, transcode.origin(path)
+            # Only the span that was indexed: a hostile timestamp far beyond it is not
+            # encoded either.
+            end = None if duration_ms is None else origin + Fraction(duration_ms, 1000)
+            transcode.write_mp4(path, dest, transcode.Cut(zero_s=origin, end_s=end),
                                 transcode.Encoding(p.max_height, p.preset, p.crf),
                                 how=transcode.ENCODE)
     except BadVideo as e:

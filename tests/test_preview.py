@@ -48,6 +48,20 @@ def test_only_what_a_browser_cannot_play_gets_a_preview(library, media):
     assert not preview.preview_path(settings.media_dir, ids[MP4]).exists()
 
 
+def test_preview_covers_only_the_indexed_span(tmp_path):
+    """A timestamp jump to 720 hours: the file is indexed up to the gap, and so is its
+    preview (H.264 in Matroska does not play in every browser)."""
+    import badfiles
+    settings = Settings(home=tmp_path / "home")
+    path = badfiles.gap_mkv(tmp_path)
+    assert "h264 video in Matroska" in preview.unplayable(path)
+    vid = pipeline.add_video(settings, path)
+    pipeline.plan(settings, vid)
+    preview.make(settings, vid)
+    with av.open(str(preview.preview_path(settings.media_dir, vid))) as c:
+        assert c.duration / av.time_base <= 2.2
+
+
 def test_preview_plays_with_the_original_frame_times(library, media):
     path = preview.preview_path(library["settings"].media_dir, library["ids"][AVI])
     with av.open(str(path)) as c:
