@@ -80,7 +80,7 @@ def locate(path: Path, start: Fraction, end: Fraction) -> transcode.Cut:
         seek_pts = None
         for seek_pts in (int(at / tb), None):
             seek(container, seek_pts if seek_pts is not None else 0, stream)
-            seen, after = _packets_around(container, stream, at)
+            seen, after = _packets_around(container, stream, at, origin + end)
             # The seek must land at or before the wanted frame, or it was passed over.
             if seek_pts is None or (seen and seen[0][0] * tb <= at):
                 break
@@ -94,11 +94,12 @@ def locate(path: Path, start: Fraction, end: Fraction) -> transcode.Cut:
                              next_key_idr=bool(after) and after[1])
 
 
-def _packets_around(container, stream, at: Fraction
+def _packets_around(container, stream, at: Fraction, end: Fraction
                     ) -> tuple[list[tuple[int, bool]], tuple[int, bool] | None]:
     """(pts, keyframe) of the packets from here to the first keyframe after `at`, sorted
     (every frame that can be on screen at `at` is among them), and that keyframe's (pts,
-    is an IDR picture) if there is one."""
+    is an IDR picture) if there is one before `end`. The scan stops a second past `end`
+    (beyond any reordering): a file with rare keyframes is not read to its end."""
     tb = stream.time_base
     stats = {"read_errors": 0}
     seen = []
@@ -107,5 +108,7 @@ def _packets_around(container, stream, at: Fraction
             continue
         if packet.is_keyframe and packet.pts * tb > at and seen:
             return sorted(seen), (packet.pts, smartcut.is_idr(bytes(packet)))
+        if packet.pts * tb > max(at, end) + 1 and seen:
+            break
         seen.append((packet.pts, bool(packet.is_keyframe)))
     return sorted(seen), None
