@@ -127,7 +127,7 @@ class _Video:
     end of the cut."""
 
     def __init__(self, out, source, encoding: Encoding, how: str, cut: Cut):
-        self.out, self.how = out, how
+        self.out, self.how, self.source = out, how, source
         self.tb = source.time_base
         self.shift = round(cut.zero_s / self.tb)      # output pts = source pts - shift
         self.end_pts = None if cut.end_s is None else cut.end_s / self.tb
@@ -150,7 +150,10 @@ class _Video:
             self._drain()
             self._take(packet.pts, packet)
             return
-        for frame in _decode(packet):
+        self._frames(_decode(packet))
+
+    def _frames(self, frames) -> None:
+        for frame in frames:
             t = frame.pts if frame.pts is not None else frame.dts
             if t is not None:
                 self._take(t, frame)
@@ -185,10 +188,17 @@ class _Video:
             self._hold(p)
 
     def _drain(self) -> None:
-        """The encoder's last packets, before the first copied one (a smart cut)."""
-        if self.how == SMART and self.encoder is not None:
-            self._encode(None)
-            self.encoder = None
+        """The frames still in the decoder, then the encoder's last packets: at the end, and
+        before the first copied packet of a smart cut."""
+        if self.encoder is None:
+            return
+        try:
+            held = self.source.codec_context.decode(None)
+        except av.error.FFmpegError:
+            held = []
+        self._frames(held)
+        self._encode(None)
+        self.encoder = None
 
     def _hold(self, packet) -> None:
         # No B-frames on either path: decode order is presentation order, so a packet lasts
@@ -200,8 +210,6 @@ class _Video:
         self.held = packet
 
     def finish(self) -> None:
-        if self.how == ENCODE:
-            self._encode(None)
         self._drain()
         if self.held is None:
             raise BadVideo("no picture could be decoded in this part of the video")
