@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from core.config import Settings
+from model.ocr import engine
 
 Box = tuple[int, int, int, int]   # x0, y0, x1, y1 in frame pixels
 
@@ -59,9 +60,7 @@ def keep_line(words: list[str], confs: list[float], settings: Settings) -> bool:
 
 def _tesseract(image: Image.Image, settings: Settings, origin: tuple[int, int],
                scale: float) -> list[tuple[str, Box]]:
-    import pytesseract
-    data = pytesseract.image_to_data(image, lang=settings.ocr.languages, config="--psm 11",
-                                     output_type=pytesseract.Output.DICT)
+    data = engine.words(image, settings)
     lines: dict[tuple, list[int]] = {}
     for i, word in enumerate(data["text"]):
         if word.strip() and float(data["conf"][i]) >= 0 and re.search(r"\w", word):

@@ -12,7 +12,7 @@ from PIL import Image
 from core.config import Settings
 from model.ocr.lines import Box, read_lines
 
-CELL = 4               # change detection works on CELL x CELL pixel means
+CELL = 8               # change detection works on CELL x CELL pixel means
 CHANGED = 12.0         # a cell whose mean grey moves this much changed (codec noise is less)
 FULL_READ = 0.25       # changed more than this share of the frame: read it all
 MARGIN = 12            # px around a changed area, so a crop holds whole glyphs
