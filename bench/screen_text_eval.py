@@ -124,7 +124,8 @@ def videos(quick: bool = False) -> list[dict]:
     counter = [(0, 12, "Championship final", (40, 60), f, white, 0)] + \
         [(3 * i, 3 * i + 3, s, (40, 200), f, white, 0) for i, s in enumerate(scores)]
     boundary = [(3, 10, "Meet the new team", (60, 160), f, dark, 0)]
-    title = [(2, 8, "Big Buck Bunny", (40, 120), font(72, bold=True), (255, 255, 255), 5)]
+    # Fits the frame (at 72 px from x=40 its last letter was cut off: "Bunn" was all there was)
+    title = [(2, 8, "Big Buck Bunny", (20, 120), font(64, bold=True), (255, 255, 255), 5)]
     out = [
         {"name": "slides", "seconds": 12, "chunk_s": 300, "items": slides, "bg": _gradient(1)},
         {"name": "clock", "seconds": clock_n, "chunk_s": 300, "items": clock, "bg": _gradient(2)},
