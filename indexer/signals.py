@@ -60,7 +60,8 @@ class ChunkContext:
 
 class Signal(Protocol):
     """One kind of segment a chunk yields. The pipeline runs every signal whose `runs` is
-    true, in registry order, once per chunk and model id."""
+    true once per chunk and model id, side by side (see produce_each), and stores their
+    segments in registry order."""
     name: str
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
