@@ -57,7 +57,7 @@ def library() -> Path:
 
 def old_tree(rev: str) -> Path:
     path = CACHE / f"old-{rev}"
-    if not (path / "api" / "cli.py").exists():
+    if not (path / "api").is_dir():
         path.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True,
                                  capture_output=True).stdout

@@ -1,0 +1,73 @@
+"""What every command shares: the Typer app, the error and output conventions, argument
+checks. With --json a command prints only JSON on stdout; errors go to stderr as one line
+and the exit code is non-zero, never a traceback."""
+
+import json
+import logging
+import os
+from typing import Annotated
+
+import typer
+
+from core.config import get_settings
+from core.errors import BadQuery
+from core.times import check_range, clock, to_ms
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Make hours-long video searchable to the second.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print only JSON")]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("faster_whisper", "alembic", "sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def die(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def emit(obj, as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(obj, indent=2) if as_json else human)
+
+
+def load_video(video_id: str) -> dict:
+    from store import queries
+    from store.db import session_scope
+    from store.serialize import video_json
+    with session_scope(get_settings()) as s:
+        return video_json(queries.get_video(s, video_id))
+
+
+@app.callback()
+def main() -> None:
+    _quiet_libraries()
+
+
+def check_window(start: float | None, end: float | None) -> None:
+    try:
+        check_range(to_ms(start), to_ms(end))
+    except BadQuery as e:
+        die(str(e), 2)
+
+
+KindOpt = Annotated[list[str] | None, typer.Option("--kind", help="speech, screen_text, visual")]
+
+
+def check_kinds(kinds: list[str] | None) -> None:
+    from core.types import KINDS
+    for k in kinds or []:
+        if k not in KINDS:
+            die(f"unknown kind {k!r}: use one of {', '.join(KINDS)}", 2)
+
+def span(row: dict) -> str:
+    """A moment's or a chapter's [start, end], from its JSON seconds."""
+    return f"{clock(to_ms(row['start']), frac_sep='.')}-{clock(to_ms(row['end']), frac_sep='.')}"
+

@@ -1,0 +1,68 @@
+"""Search from the command line: by words, by an image, like a moment; and rebuilding the
+vector index it reads."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit, span,
+                            app)
+from core.config import get_settings
+from core.errors import BadInput, ModelUnavailable, NotFound
+from core.times import to_ms
+
+
+@app.command("reindex-vectors")
+def reindex_vectors() -> None:
+    """Rebuild the FAISS indexes (every vector space) from the database."""
+    from indexer import index_sync
+    count = index_sync.rebuild(get_settings())
+    typer.echo(f"rebuilt the vector index: {count} segments")
+
+
+@app.command()
+def search(query: Annotated[str, typer.Argument(help="what to find, in plain words")] = "",
+           image: Annotated[Path | None, typer.Option(help="find moments that look like "
+                                                      "this picture")] = None,
+           like: Annotated[str | None, typer.Option(help="VIDEO_ID@SECONDS: moments that "
+                                                    "look like that one")] = None,
+           video: Annotated[list[str] | None, typer.Option("--video", help="video id")] = None,
+           start: Annotated[float | None, typer.Option(help="seconds")] = None,
+           end: Annotated[float | None, typer.Option(help="seconds")] = None,
+           kind: KindOpt = None,
+           k: Annotated[int, typer.Option("-k", help="number of moments")] = 10,
+           ground: Annotated[bool, typer.Option(help="ask Qwen3-VL for the exact start and "
+                                                "end of the top moments")] = False,
+           as_json: JsonOpt = False) -> None:
+    """Find moments in natural language, by an image, or like another moment."""
+    from search import query as q
+    from search import visual
+    check_window(start, end)
+    check_kinds(kind)
+    try:
+        example = {"like": visual.parse_like(like)} if like else {}
+        if image is not None:
+            example["image"] = visual.read_image(_read(image))
+        moments = q.search(get_settings(), query, video_ids=video, start_ms=to_ms(start),
+                           end_ms=to_ms(end), kinds=kind, k=k, **example)
+        if ground:
+            from indexer.ground import ground as refine
+            moments = refine(get_settings(), moments, query)
+    except BadInput as e:
+        die(str(e), 2)
+    except (NotFound, ModelUnavailable) as e:
+        die(str(e))
+    rows = [m.to_json() for m in moments]
+    human = "\n".join(
+        f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
+        f"{span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
+        for r in rows) or "no matches"
+    emit(rows, as_json, human)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        die(f"cannot read {path}: {e.strerror}", 2)
