@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import resource
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -242,11 +243,18 @@ def evaluate(directory: Path, *, quick: bool = False, before: bool = False) -> d
         t = time.perf_counter()
         runs["before"] = score(vids, {v["name"]: read_old(v, settings, old) for v in vids})
         runs["before"]["seconds"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_s()
     runs["after"] = score(vids, {v["name"]: [(s.start_ms, s.end_ms, s.text)
                                             for s in read_new(v, settings)] for v in vids})
     runs["after"]["seconds"] = round(time.perf_counter() - t, 1)
+    runs["after"]["cpu_s"] = round(cpu_s() - cpu, 1)
     return runs
+
+
+def cpu_s() -> float:
+    """This process's CPU and its finished children's (Tesseract runs as one)."""
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
 
 
 def main() -> None:
@@ -258,7 +266,7 @@ def main() -> None:
         runs = evaluate(Path(d), quick=args.quick, before=not args.no_before and not args.quick)
     for name, r in runs.items():
         print(f"{name}: precision {r['precision']}  recall {r['recall']}  noise {r['noise']}  "
-              f"({r['seconds']} s)")
+              f"({r['seconds']} s, {r.get('cpu_s', '?')} CPU-s)")
     print(json.dumps(runs, indent=1))
 
 

@@ -50,11 +50,12 @@ def _meet(a: tuple | None, b: tuple | None) -> tuple | None:
 
 
 def _near(row, g: dict, gap: int) -> bool:
-    """Whether a segment may join a moment. Screen text joins a moment of screen text only
-    when on screen with it (another line of the same slide): the next slide or the next
-    reading of a clock is another text, and must not stretch the bounds of the one that
-    matched. Speech, and screen text beside speech, group within the gap."""
-    if row.kind == SCREEN_TEXT and all(t[0].kind == SCREEN_TEXT for t in g["items"]):
+    """Whether a segment may join a moment. Screen text joins a moment only while on screen
+    with it (another line of the same slide, a slide shown during the phrase): the next
+    slide or the next reading of a clock is another text, and must not stretch the bounds
+    of the one that matched, even once speech joined the moment. Speech groups within the
+    gap."""
+    if row.kind == SCREEN_TEXT:
         return row.start_ms < g["end"] and row.end_ms > g["start"]
     return row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap
 
