@@ -126,13 +126,13 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
         path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
     computed = 0
     context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
+    todo = {signal: signals.model_id(settings, signal)
+            for signal in signals.enabled(settings, has_audio=has_audio)}
+    todo = {signal: model_id for signal, model_id in todo.items() if (signal, model_id) not in done}
     with damage.recording() as seen:
-        for signal in signals.enabled(settings, has_audio=has_audio):
-            model_id = signals.model_id(settings, signal)
-            if (signal, model_id) in done:
-                continue
-            _still_there(settings, video_id)     # deleted meanwhile: stop at this unit
-            segments, vectors, embed_model = signals.produce(signal, context)
+        for signal, (segments, vectors, embed_model) in signals.produce_each(list(todo), context):
+            model_id = todo[signal]
+            _still_there(settings, video_id)     # deleted meanwhile: store nothing more
             with session_scope(settings) as s:
                 queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
                                      model_id=model_id, segments=segments, embeddings=vectors,
