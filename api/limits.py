@@ -79,8 +79,8 @@ def retry_after(api: ApiSettings) -> str:
 
 
 async def search_slot(request: Request) -> AsyncIterator[None]:
-    """Hold a search slot for the request, or answer 503 + Retry-After (the API's usual
-    {"detail": ...} body). Async, so the wait takes no thread."""
+    """Hold a search slot for the request, or answer 503 + Retry-After (code
+    `unavailable`). Async, so the wait takes no thread."""
     state = request.app.state
     api: ApiSettings = state.api_settings
     if getattr(state, "search_limiter", None) is None:

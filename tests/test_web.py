@@ -76,9 +76,10 @@ def test_search_click_plays_from_the_moment(browser, site, media):
     # Search for words the clip says after its first second (whatever the speech model
     # heard), so the click must really seek.
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
-        [video] = api.get("/v1/videos").json()
+        [video] = api.get("/v1/videos").json()["videos"]
         said = [s for s in api.get(f"/v1/videos/{video['id']}/segments",
-                                   params={"kind": "speech"}).json() if s["start"] > 1.0]
+                                   params={"kind": "speech"}).json()["segments"]
+                if s["start"] > 1.0]
     said = max(said, key=lambda s: len(s["text"]))
     d.find_element(By.ID, "q").send_keys(said["text"], Keys.ENTER)
     moments = wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#results .moment"),

@@ -146,7 +146,7 @@ def test_upload_is_indexed_by_a_worker_and_found_over_http(cluster, reference):
     v = client.get(f"/v1/videos/{vid}").json()
     assert v["status"] == "ready" and v["progress"] == 100.0 and v["chunks_total"] == 4
     said = max((s for s in client.get(f"/v1/videos/{vid}/segments", params={"kind": "speech"})
-                .json()), key=lambda s: len(s["text"]))
+                .json()["segments"]), key=lambda s: len(s["text"]))
     top = client.get("/v1/search", params={"q": said["text"]}).json()["moments"][0]
     assert top["video_id"] == vid and said["text"] in [s["text"] for s in top["segments"]]
     assert httpx.get(f"{cluster.base}/healthz").json()["broker"] == "ok"

@@ -4,10 +4,12 @@ keyframes' JPEGs."""
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
+from api.errors import ApiError
 from api.deps import MediaVideoDep, SessionDep, SettingsDep
 from api.media_types import media_headers, media_type
 from api.schemas import errors
@@ -33,9 +35,8 @@ def _container(session, video: Video, path: Path) -> str | None:
 @router.get("/v1/videos/{video_id}/media", response_class=FileResponse,
             responses={200: {"content": {"video/*": {}}, "description": "the file"},
                        206: {"content": {"video/*": {}}, "description": "a byte range"},
-                       416: {"description": "range not satisfiable"},
-                       **errors(401, 404, 422)})
-def media(video: MediaVideoDep, session: SessionDep) -> FileResponse:
+                       **errors(400, 401, 404, 416, 422)})
+def media(video: MediaVideoDep, session: SessionDep, request: Request) -> FileResponse:
     """The uploaded file, with range requests so a player can seek. Authorise with a
     key, or with the `token` of the video's media_url (for an HTML5 <video>). Its type
     comes from the probed container, never from the uploaded name."""
@@ -46,8 +47,23 @@ def media(video: MediaVideoDep, session: SessionDep) -> FileResponse:
     except BadVideo as e:
         raise NotFound(f"the media file of video {video.id} is unusable: "
                        f"{str(e).removeprefix(path.name + ': ')}") from None
+    _check_range(request.headers.get("range"), path.stat().st_size)
     mime = media_type(_container(session, video, path), video.video_codec)
     return FileResponse(path, media_type=mime, headers=media_headers(video.filename, mime))
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Starlette answers a bad Range in plain text: refuse it first, in the API's error
+    body."""
+    if not header:
+        return
+    try:
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as e:
+        raise ApiError(400, "bad_range", e.content) from None
+    except RangeNotSatisfiable:
+        raise ApiError(416, "range_not_satisfiable", f"the file has {size} bytes",
+                       {"Content-Range": f"bytes */{size}"}) from None
 
 
 @router.get("/v1/videos/{video_id}/thumbnails/{t_ms}.jpg", response_class=FileResponse,

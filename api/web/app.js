@@ -14,9 +14,7 @@ async function api(path, options = {}) {
   });
   if (!r.ok) {
     const body = await r.json().catch(() => ({}));
-    const detail = typeof body.detail === "string" ? body.detail
-      : Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : r.statusText;
-    throw new Error(`${r.status}: ${detail}`);
+    throw new Error(`${r.status}: ${(body.error && body.error.message) || r.statusText}`);
   }
   return r.status === 204 ? null : r.json();
 }
@@ -164,7 +162,7 @@ function markChapter() {
 async function refreshVideos() {
   if (!key()) return;
   let videos;
-  try { videos = await api("/v1/videos"); } catch (e) { say(e.message, true); return; }
+  try { videos = (await api("/v1/videos?limit=1000")).videos; } catch (e) { say(e.message, true); return; }
   state.videos = new Map(videos.map((v) => [v.id, v]));
   const list = $("#videos"), pick = $("#f-video"), chosen = pick.value;
   list.replaceChildren();
@@ -212,7 +210,7 @@ function upload(event) {
     let body = {};
     try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
     if (xhr.status >= 300) {
-      note.textContent = `upload failed: ${body.detail || xhr.statusText}`;
+      note.textContent = `upload failed: ${(body.error && body.error.message) || xhr.statusText}`;
       note.className = "error";
       return;
     }
