@@ -47,6 +47,7 @@ class MomentSegmentOut(BaseModel):
     end: float
     kind: str
     text: str
+    score: float
 
 
 class MomentOut(BaseModel):

@@ -193,3 +193,18 @@ def test_delete_through_the_sdk(server, ready):
             cs.get_video(ready["id"])
         assert gone.value.code == "not_found"
         assert cs.search(words)["moments"] == [] and cs.list_videos()["videos"] == []
+
+
+def test_sdk_types_name_every_field_the_api_documents():
+    """client/types.py repeats the response shapes (the SDK imports nothing of the server):
+    this keeps the two from drifting apart."""
+    from api.http import create_app
+    import client.types as sdk
+    documented = create_app(Settings()).openapi()["components"]["schemas"]
+    pairs = {"VideoOut": sdk.Video, "SegmentOut": sdk.Segment, "MomentOut": sdk.Moment,
+             "MomentSegmentOut": sdk.MomentSegment, "SummaryOut": sdk.Summary,
+             "ChapterOut": sdk.Chapter, "VideoPage": sdk.VideoPage,
+             "SegmentPage": sdk.SegmentPage, "SearchOut": sdk.SearchPage,
+             "HealthOut": sdk.Health, "SignalOut": sdk.Signal}
+    for name, typed in pairs.items():
+        assert set(typed.__annotations__) == set(documented[name]["properties"]), name
