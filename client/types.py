@@ -70,6 +70,7 @@ class Chapter(TypedDict):
     end: float
     title: str
     summary: str
+    thumbnail: str | None
 
 
 class Summary(TypedDict):
