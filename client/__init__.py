@@ -2,8 +2,8 @@
 nothing of the server."""
 
 from client.client import ApiError, Client, IndexingFailed
-from client.types import (Chapter, Health, Moment, SearchPage, Segment, SegmentPage, Summary,
+from client.types import (Chapter, ClipFile, Health, Moment, SearchPage, Segment, SegmentPage, Summary,
                           Video, VideoPage)
 
-__all__ = ["ApiError", "Chapter", "Client", "Health", "IndexingFailed", "Moment",
+__all__ = ["ApiError", "Chapter", "ClipFile", "Client", "Health", "IndexingFailed", "Moment",
            "SearchPage", "Segment", "SegmentPage", "Summary", "Video", "VideoPage"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from client.types import (Health, Moment, SearchPage, Segment, SegmentPage, Summary, Video,
+from client.types import (ClipFile, Health, Moment, SearchPage, Segment, SegmentPage, Summary, Video,
                           VideoPage)
 
 BLOCK = 1 << 20                       # upload and download in 1 MiB blocks
@@ -192,13 +192,17 @@ class Client:
     def download_media(self, video_id: str, dest: str | Path, *,
                        on_progress: Progress | None = None) -> Path:
         """The uploaded file, written to `dest`."""
-        return self._download(f"/v1/videos/{video_id}/media", {}, Path(dest), on_progress)
+        self._download(f"/v1/videos/{video_id}/media", {}, Path(dest), on_progress)
+        return Path(dest)
 
     def clip(self, video_id: str, start: float, end: float, dest: str | Path, *,
-             on_progress: Progress | None = None) -> Path:
-        """An MP4 of [start, end) seconds of the video, written to `dest`."""
-        return self._download(f"/v1/videos/{video_id}/clip", {"start": start, "end": end},
-                              Path(dest), on_progress)
+             on_progress: Progress | None = None) -> ClipFile:
+        """An MP4 of [start, end) seconds of the video, written to `dest`; its first
+        frame's time and how it was cut (copy, smart or encode)."""
+        headers = self._download(f"/v1/videos/{video_id}/clip",
+                                 {"start": start, "end": end}, Path(dest), on_progress)
+        return {"path": Path(dest), "start": float(headers.get("x-clip-start", start)),
+                "mode": headers.get("x-clip-mode", "")}
 
     def thumbnail(self, url: str) -> bytes:
         """A moment's keyframe JPEG, from its `thumbnail` URL."""
@@ -247,7 +251,7 @@ class Client:
                 return
 
     def _download(self, path: str, params: dict, dest: Path, on_progress: Progress | None
-                  ) -> Path:
+                  ) -> httpx.Headers:
         with self._http.stream("GET", path, params=params) as response:
             if response.status_code >= 400:
                 response.read()
@@ -260,4 +264,4 @@ class Client:
                     if on_progress:
                         on_progress(f.tell(), total)
             part.replace(dest)
-        return dest
+            return response.headers

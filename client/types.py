@@ -2,6 +2,7 @@
 editor know of each. Times are seconds; ids are strings. Fields the server adds later come
 through too (a TypedDict does not drop them)."""
 
+from pathlib import Path
 from typing import Literal, TypedDict
 
 Kind = Literal["speech", "screen_text", "visual"]
@@ -32,6 +33,7 @@ class Video(TypedDict):
     size_bytes: int
     created_at: str | None
     media_url: str
+    playback_url: str
 
 
 class Segment(TypedDict):
@@ -94,6 +96,12 @@ class SearchPage(TypedDict):
     query: str
     moments: list[Moment]
     next_page_token: str | None
+
+
+class ClipFile(TypedDict):
+    path: Path
+    start: float        # the first frame's time, seconds
+    mode: str           # copy, smart or encode
 
 
 class Health(TypedDict):

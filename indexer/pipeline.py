@@ -126,13 +126,13 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
         path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
     computed = 0
     context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
+    todo = {signal: signals.model_id(settings, signal)
+            for signal in signals.enabled(settings, has_audio=has_audio)}
+    todo = {signal: model_id for signal, model_id in todo.items() if (signal, model_id) not in done}
     with damage.recording() as seen:
-        for signal in signals.enabled(settings, has_audio=has_audio):
-            model_id = signals.model_id(settings, signal)
-            if (signal, model_id) in done:
-                continue
-            _still_there(settings, video_id)     # deleted meanwhile: stop at this unit
-            segments, vectors, embed_model = signals.produce(signal, context)
+        for signal, (segments, vectors, embed_model) in signals.produce_each(list(todo), context):
+            model_id = todo[signal]
+            _still_there(settings, video_id)     # deleted meanwhile: store nothing more
             with session_scope(settings) as s:
                 queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
                                      model_id=model_id, segments=segments, embeddings=vectors,
@@ -155,10 +155,12 @@ def _still_there(settings: Settings, video_id: str) -> None:
 
 
 def finalize(settings: Settings, video_id: str) -> None:
-    """Chapters and summary, vectors in step with the database, status ready."""
-    from indexer import chapters, index_sync   # only needed at the end
+    """Chapters and summary, vectors in step with the database, a browser-playable preview
+    if the file needs one, status ready."""
+    from indexer import chapters, index_sync, preview   # only needed at the end
     chapters.build_summary(settings, video_id)
     index_sync.sync(settings)
+    preview.make(settings, video_id)
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         video.status, video.error = READY, None
@@ -192,14 +194,16 @@ def index_video(settings: Settings, video_id: str,
 
 
 def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:
-    """Rows (segments, chunks, summaries by cascade), vectors, and the stored file when
-    chronoscope owns it (an upload in its media directory; never a user's own file)."""
-    from indexer import index_sync
+    """Rows (segments, chunks, summaries by cascade), vectors, the preview, and the stored
+    file when chronoscope owns it (an upload in its media directory; never a user's own
+    file)."""
+    from indexer import index_sync, preview
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id, tenant=tenant)
         path = Path(video.path)
         s.delete(video)
     index_sync.sync(settings)
+    preview.delete(settings.media_dir, video_id)
     media = settings.media_dir.resolve()
     if path.is_relative_to(media):
         path.unlink(missing_ok=True)
