@@ -4,25 +4,22 @@
 Every /v1 request carries an API key, and a key belongs to a tenant: another tenant's video
 is a 404, never a 403, so ids cannot be probed. Indexing goes to Celery when a broker is
 configured; without one (the embedded default) the same steps run in a background thread of
-this process, tenants taking turns (workers/inline.py). HTTP status codes are chosen here and in the routes, nowhere below.
+this process, tenants taking turns (workers/inline.py). HTTP status codes are chosen here and in the routes, nowhere below;
+every error answers `{"error": {"code", "message"}}` (api/errors.py).
 """
 
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from api import errors
 from api.health_status import HealthStatus
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import health, media, search, videos
 from core.config import ApiSettings, Settings, get_settings
-from core.errors import BadInput, ModelUnavailable, NotFound, TransientError
 from store.db import get_engine
 from workers.inline import InlineRunner
-
-# Seconds a client should wait before retrying after a database or broker outage.
-RETRY_AFTER_S = 5
 
 
 @asynccontextmanager
@@ -41,12 +38,6 @@ async def _lifespan(app: FastAPI):
     app.state.health.close()
 
 
-def _error(status: int, headers: dict | None = None):
-    async def handler(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
-    return handler
-
-
 def create_app(settings: Settings | None = None, api_settings: ApiSettings | None = None
                ) -> FastAPI:
     settings = settings or get_settings()
@@ -57,11 +48,8 @@ def create_app(settings: Settings | None = None, api_settings: ApiSettings | Non
     app.state.metrics = Metrics(app)
     app.state.health = HealthStatus(settings)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_exception_handler(NotFound, _error(404))
-    app.add_exception_handler(BadInput, _error(422))
-    app.add_exception_handler(ModelUnavailable, _error(503))
-    app.add_exception_handler(TransientError,
-                              _error(503, {"Retry-After": str(RETRY_AFTER_S)}))
+    errors.install(app)       # one error body: {"error": {"code", "message"}}
+    app.openapi = lambda: errors.document(FastAPI.openapi(app))
     app.include_router(health.router)
     app.mount("/static", health.PageFiles(directory=health.WEB), name="static")
     for routes in (videos, search, media):

@@ -80,8 +80,8 @@ def retry_after(api: ApiSettings) -> str:
 
 
 async def search_slot(request: Request) -> AsyncIterator[None]:
-    """Hold a search slot for the request, or answer 503 + Retry-After (the API's usual
-    {"detail": ...} body). Async, so the wait takes no thread."""
+    """Hold a search slot for the request, or answer 503 + Retry-After (code
+    `unavailable`). Async, so the wait takes no thread."""
     api: ApiSettings = request.app.state.api_settings
     async with _slot(request, "search_limiter", lambda: search_limiter(api), "searches",
                      retry_after(api)):

@@ -1,6 +1,6 @@
 """Request parameters and response shapes of the HTTP API (they make the OpenAPI document)."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +50,7 @@ class MomentSegmentOut(BaseModel):
     end: float
     kind: str
     text: str
+    score: float
 
 
 class MomentOut(BaseModel):
@@ -69,6 +70,12 @@ class MomentOut(BaseModel):
 class SearchOut(BaseModel):
     query: str
     moments: list[MomentOut]
+    next_page_token: str | None
+
+
+class VideoPage(BaseModel):
+    videos: list[VideoOut]
+    next_page_token: str | None
 
 
 class SegmentOut(BaseModel):
@@ -78,6 +85,11 @@ class SegmentOut(BaseModel):
     kind: str
     text: str
     model: str
+
+
+class SegmentPage(BaseModel):
+    segments: list[SegmentOut]
+    next_page_token: str | None
 
 
 class ChapterOut(BaseModel):
@@ -101,14 +113,29 @@ class HealthOut(BaseModel):
     broker: str
 
 
+class ErrorDetail(BaseModel):
+    where: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, snake_case: not_found, unauthorized, "
+                      "validation_error, payload_too_large, unavailable, ...")
+    message: str
+    details: list[ErrorDetail] | None = Field(None, description="validation errors: each "
+                                              "parameter at fault")
+
+
 class ErrorOut(BaseModel):
-    detail: Any
+    error: ErrorBody
 
 
 def errors(*codes: int) -> dict:
-    """The documented error answers of a route."""
-    text = {400: "refused input (a webhook_url that may not be called)",
+    """The documented error answers of a route (api.errors.document makes every one JSON)."""
+    text = {400: "refused input: a webhook_url that may not be called, a page_token that "
+                 "is not this list's (invalid_page_token), a malformed Range",
             401: "no or bad API key", 404: "no such video for this tenant",
             413: "the file is over the upload limit", 415: "not a multipart upload",
+            416: "range not satisfiable",
             422: "bad input", 503: "a dependency is unavailable; retry later"}
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in home")
     broker_url: str = Field("", description="Celery broker; empty = run tasks in-process")
     model_cache: Path | None = Field(None, description="where downloaded weights are kept")
+    # The command line's client side: with a server, its commands go over HTTP (the SDK).
+    server: str = Field("", description="a chronoscope server's URL for the CLI (--server)")
+    api_key: str = Field("", description="the API key the CLI sends to that server")
 
     decode: DecodeSettings = DecodeSettings()
     chunk: ChunkSettings = ChunkSettings()

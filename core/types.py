@@ -9,6 +9,9 @@ SPEECH = "speech"
 SCREEN_TEXT = "screen_text"
 VISUAL = "visual"
 KINDS = (SPEECH, SCREEN_TEXT, VISUAL)
+# The most results one request returns (a search's k, a page's limit), for the API and the
+# command line alike.
+MAX_RESULTS = 1000
 # A video's note when Qwen3-VL is not configured; progress reads it to know whether a
 # chunk's captions are still to come.
 VISUAL_SKIPPED = ("visual captions skipped: no Qwen3-VL checkpoint configured; set "

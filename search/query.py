@@ -61,7 +61,7 @@ import numpy as np
 from core.config import Settings
 from core.errors import BadQuery
 from core.times import check_range
-from core.types import KINDS
+from core.types import KINDS, MAX_RESULTS
 from search import thumbnails, visual
 from search.moments import Moment, moments
 from search.index import reader
@@ -78,7 +78,7 @@ RRF_WEIGHT = 0.3
 TEXT_MIN_COVER = 0.4
 DF_CAP = 10_000             # document frequencies are counted up to here (bounded cost)
 EXACT_CANDIDATES = 8192     # a video filter up to this many vectors: scored exactly
-MAX_K = 1000
+MAX_K = MAX_RESULTS
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).

@@ -1,9 +1,10 @@
 """Plain SQLAlchemy 2.0 queries with keyword-only arguments. The caller owns the transaction."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from core import types
@@ -31,11 +32,17 @@ def find_video_by_sha256(session: Session, *, sha256: str, tenant: str) -> Video
                            .order_by(Video.created_at)).first()
 
 
-def list_videos(session: Session, *, tenant: str | None = None) -> Sequence[Video]:
-    stmt = select(Video).order_by(Video.created_at)
+def list_videos(session: Session, *, tenant: str | None = None,
+                after: tuple[datetime, str] | None = None, limit: int | None = None
+                ) -> Sequence[Video]:
+    """Videos in (created_at, id) order: oldest first, and after the `after` key when
+    given (a page cursor that rows added meanwhile cannot shift)."""
+    stmt = select(Video).order_by(Video.created_at, Video.id)
     if tenant is not None:
         stmt = stmt.where(Video.tenant == tenant)
-    return session.scalars(stmt).all()
+    if after is not None:
+        stmt = stmt.where(tuple_(Video.created_at, Video.id) > tuple_(*after))
+    return session.scalars(stmt.limit(limit)).all()
 
 
 def video_status(session: Session, *, video_id: str) -> str | None:
@@ -147,10 +154,15 @@ def recount_done(session: Session, *, video_id: str) -> None:
 
 
 def get_segments(session: Session, *, video_id: str, start_ms: int | None = None,
-                 end_ms: int | None = None, kinds: Sequence[str] | None = None
+                 end_ms: int | None = None, kinds: Sequence[str] | None = None,
+                 after: tuple[int, int, str, int] | None = None, limit: int | None = None
                  ) -> Sequence[Segment]:
-    """Segments overlapping [start_ms, end_ms), in time order."""
+    """Segments overlapping [start_ms, end_ms), in time order: (start_ms, end_ms, kind, id),
+    after the `after` key of that order when given (a page cursor)."""
     stmt = select(Segment).where(Segment.video_id == video_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(Segment.start_ms, Segment.end_ms, Segment.kind, Segment.id)
+                          > tuple_(*after))
     if start_ms is not None:
         stmt = stmt.where(Segment.end_ms > start_ms)
     if end_ms is not None:
@@ -158,7 +170,7 @@ def get_segments(session: Session, *, video_id: str, start_ms: int | None = None
     if kinds:
         stmt = stmt.where(Segment.kind.in_(list(kinds)))
     return session.scalars(stmt.order_by(Segment.start_ms, Segment.end_ms, Segment.kind,
-                                         Segment.id)).all()
+                                         Segment.id).limit(limit)).all()
 
 
 def get_summaries(session: Session, *, video_id: str) -> Sequence[Summary]:

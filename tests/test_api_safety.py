@@ -46,8 +46,9 @@ def test_webhook_to_private_or_metadata_target_is_refused_at_registration(client
     r = client.post("/v1/videos", files={"file": ("a.mp4", b"x", "video/mp4")},
                     data={"webhook_url": url})
     assert r.status_code == 400, r.text
-    assert "webhook_url" in r.json()["detail"]
-    assert client.get("/v1/videos").json() == []
+    assert r.json()["error"]["code"] == "webhook_refused"
+    assert "webhook_url" in r.json()["error"]["message"]
+    assert client.get("/v1/videos").json()["videos"] == []
 
 
 @pytest.mark.parametrize("name", ["x.html", "x.svg"])
@@ -92,7 +93,7 @@ def test_directory_or_device_is_named_in_the_media_route(client, app_settings, t
     with session_scope(app_settings) as s:
         queries.get_video(s, video["id"]).path = str(tmp_path)
     r = client.get(f"/v1/videos/{video['id']}/media")
-    assert r.status_code == 404 and "is a directory" in r.json()["detail"]
+    assert r.status_code == 404 and "is a directory" in r.json()["error"]["message"]
 
 
 def test_full_search_slots_answer_503_with_retry_after_and_healthz_stays_fast(client):

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api import errors
 from api.limits import Limiter, SearchSlot
 from core.config import ApiSettings, DatabaseSettings, Settings
 from core.errors import TransientError
@@ -23,6 +24,7 @@ class Gate:
     def __init__(self, limit: int, wait_s: float):
         self.open, self.inside = threading.Event(), 0
         self.app = app = FastAPI()
+        errors.install(app)               # the API's error body
         app.state.api_settings = ApiSettings(max_concurrent_searches=limit,
                                              search_queue_wait_s=wait_s)
 
@@ -55,7 +57,8 @@ def test_n_in_flight_then_wait_then_fast_503():
             wait_for(lambda: gate.inside == 2, timeout=10, what="two searches in flight")
             status, headers, body, took = _get(base)
             assert status == 503 and headers["retry-after"] == "1"
-            assert "too many searches" in body["detail"]
+            assert body["error"]["code"] == "unavailable"
+            assert "too many searches" in body["error"]["message"]
             assert 0.4 < took < 3, took                  # waited its turn, then gave up fast
             assert gate.inside == 2 and gate.limiter.active == 2
             assert _get(base, "/healthz")[3] < 1         # the rest of the API is unaffected

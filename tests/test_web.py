@@ -93,8 +93,7 @@ def _enter_key(d, key: str) -> None:
 
 
 def _videos(api) -> list[dict]:
-    body = api.get("/v1/videos").json()
-    return body["videos"] if isinstance(body, dict) else body
+    return api.get("/v1/videos").json()["videos"]
 
 
 def _position(d):
@@ -181,8 +180,8 @@ def test_search_thumbnail_seek_captions_and_transcript(d, site):
     from selenium.webdriver.common.keys import Keys
     api = site[2]
     [video] = _videos(api)
-    body = api.get(f"/v1/videos/{video['id']}/segments", params={"kind": "speech"}).json()
-    segments = body["segments"] if isinstance(body, dict) else body
+    segments = api.get(f"/v1/videos/{video['id']}/segments",
+                       params={"kind": "speech"}).json()["segments"]
     said = max((s for s in segments if s["start"] > 1.0), key=lambda s: len(s["text"]))
     d.find_element(*_by("#q")).send_keys(said["text"], Keys.ENTER)
     moments = wait_for(lambda: d.find_elements(*_by("#results .moment")), timeout=60,

@@ -146,7 +146,7 @@ def test_upload_is_indexed_by_a_worker_and_found_over_http(cluster, reference):
     v = client.get(f"/v1/videos/{vid}").json()
     assert v["status"] == "ready" and v["progress"] == 100.0 and v["chunks_total"] == 4
     said = max((s for s in client.get(f"/v1/videos/{vid}/segments", params={"kind": "speech"})
-                .json()), key=lambda s: len(s["text"]))
+                .json()["segments"]), key=lambda s: len(s["text"]))
     top = client.get("/v1/search", params={"q": said["text"]}).json()["moments"][0]
     assert top["video_id"] == vid and said["text"] in [s["text"] for s in top["segments"]]
     assert httpx.get(f"{cluster.base}/healthz").json()["broker"] == "ok"
@@ -308,13 +308,26 @@ def test_compose_file_describes_the_service():
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
     assert services["api"]["command"][:2] == ["chronoscope", "serve"]
     assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    # Safe by default: a plain `up` needs no GPU, and nothing has a default password.
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    assert all("profiles" not in s for n, s in services.items() if n != "worker-gpu")
+    assert "--basic-auth=${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?set FLOWER_PASSWORD}" \
+        in services["flower"]["command"]
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "POSTGRES_PASSWORD:-" not in text and "${POSTGRES_PASSWORD:?" in text
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "tesseract-ocr" in dockerfile and 'CMD ["chronoscope", "serve"' in dockerfile
     for cli in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(cli[0]) and subprocess.run(cli + ["version"], capture_output=True
                                                    ).returncode == 0:
-            done = subprocess.run(cli + ["-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                                  capture_output=True, text=True, cwd=ROOT)
+            config = cli + ["-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
+            bare = {k: v for k, v in os.environ.items()
+                    if k not in ("POSTGRES_PASSWORD", "FLOWER_PASSWORD")}
+            refused = subprocess.run(config, capture_output=True, text=True, cwd=ROOT, env=bare)
+            assert refused.returncode != 0 and "POSTGRES_PASSWORD" in refused.stderr
+            done = subprocess.run(config, capture_output=True, text=True, cwd=ROOT, env={
+                **bare, "POSTGRES_PASSWORD": "p", "FLOWER_PASSWORD": "f"})
             assert done.returncode == 0, done.stderr
             return
     if os.environ.get("CI"):

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import JsonOpt, app, die, emit
+from api.cli.common import JsonOpt, app, die, emit, fetch
 from core.config import get_settings
 from core.errors import BadInput, BadQuery, NotFound
 
@@ -22,18 +22,25 @@ def clip(video_id: str,
          as_json: JsonOpt = False) -> None:
     """Cut [START, END) seconds out of a video as an MP4, frame-accurate (stream-copied when
     START falls on a keyframe, otherwise re-encoded)."""
-    from indexer import clip as clips
-    from store import queries
-    from store.db import session_scope
-    settings = get_settings()
-    try:
+    def local() -> dict:
+        from indexer import clip as clips
+        from store import queries
+        from store.db import session_scope
+        settings = get_settings()
         with session_scope(settings) as s:
             video = queries.get_video(s, video_id)
             path, duration_ms = Path(video.path), video.duration_ms
         out = clips.cut(path, output, start, end, settings, duration_ms)
+        return {"start": out.start_s, "end": out.end_s, "mode": out.mode}
+
+    def over_http(client) -> dict:
+        got = client.clip(video_id, start, end, output)
+        return {"start": got["start"], "end": end, "mode": got["mode"]}
+    try:
+        out = {"output": str(output), **fetch(local, over_http)}
     except BadQuery as e:
         die(str(e), 2)
     except (NotFound, BadInput) as e:
         die(str(e))
-    emit({"output": str(output), "start": out.start_s, "end": out.end_s, "mode": out.mode},
-         as_json, f"wrote {output}: {out.start_s:.3f}-{out.end_s:.3f} s ({HOW[out.mode]})")
+    emit(out, as_json, f"wrote {output}: {out['start']:.3f}-{out['end']:.3f} s "
+                       f"({HOW.get(out['mode'], out['mode'])})")

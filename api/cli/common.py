@@ -46,9 +46,52 @@ def load_video(video_id: str) -> dict:
         return video_json(queries.get_video(s, video_id))
 
 
+# The server that --server (or CHRONOSCOPE_SERVER) names; empty: work on this machine.
+target = {"server": ""}
+
+
 @app.callback()
-def main() -> None:
+def main(server: Annotated[str | None, typer.Option(
+        "--server", metavar="URL", help="work on this chronoscope server over HTTP (default: "
+        "CHRONOSCOPE_SERVER; the key comes from CHRONOSCOPE_API_KEY)")] = None) -> None:
     _quiet_libraries()
+    target["server"] = server or get_settings().server
+
+
+def remote():
+    """The SDK client of the --server target, or None to work on this machine."""
+    if not target["server"]:
+        return None
+    from client import Client
+    key = get_settings().api_key
+    if not key:
+        die("--server needs an API key: set CHRONOSCOPE_API_KEY (create one on the server "
+            "with `chronoscope keys TENANT`)", 2)
+    return Client(target["server"], key, timeout=300)
+
+
+def fetch(local, over_http):
+    """What `local()` reads from this machine, or, with --server, what `over_http(client)`
+    gets from the server; the server's errors end the command like local ones."""
+    client = remote()
+    if client is None:
+        return local()
+    import httpx
+
+    from client import ApiError
+    try:
+        with client:
+            return over_http(client)
+    except ApiError as e:
+        die(e.message, 2 if e.status in (400, 413, 415, 422) else 1)
+    except httpx.HTTPError as e:
+        die(f"cannot reach {target['server']}: {e}")
+
+
+def local_only(command: str) -> None:
+    if target["server"]:
+        die(f"`{command}` works on this machine only: drop --server (and unset "
+            "CHRONOSCOPE_SERVER)", 2)
 
 
 def check_window(start: float | None, end: float | None) -> None:

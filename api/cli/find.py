@@ -6,16 +6,18 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit, span,
-                            app)
+from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit, fetch,
+                            local_only, span, app)
 from core.config import get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound
 from core.times import to_ms
+from core.types import MAX_RESULTS
 
 
 @app.command("reindex-vectors")
 def reindex_vectors() -> None:
     """Rebuild the FAISS indexes (every vector space) from the database."""
+    local_only("reindex-vectors")
     from indexer import index_sync
     count = index_sync.rebuild(get_settings())
     typer.echo(f"rebuilt the vector index: {count} segments")
@@ -31,16 +33,18 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
            start: Annotated[float | None, typer.Option(help="seconds")] = None,
            end: Annotated[float | None, typer.Option(help="seconds")] = None,
            kind: KindOpt = None,
-           k: Annotated[int, typer.Option("-k", help="number of moments")] = 10,
+           k: Annotated[int, typer.Option(
+               "-k", min=1, max=MAX_RESULTS, help="number of moments")] = 10,
            ground: Annotated[bool, typer.Option(help="ask Qwen3-VL for the exact start and "
                                                 "end of the top moments")] = False,
            as_json: JsonOpt = False) -> None:
     """Find moments in natural language, by an image, or like another moment."""
-    from search import query as q
-    from search import visual
     check_window(start, end)
     check_kinds(kind)
-    try:
+
+    def local() -> list[dict]:
+        from search import query as q
+        from search import visual
         example = {"like": visual.parse_like(like)} if like else {}
         if image is not None:
             example["image"] = visual.read_image(_read(image))
@@ -49,11 +53,15 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
         if ground:
             from indexer.ground import ground as refine
             moments = refine(get_settings(), moments, query)
+        return [m.to_json() for m in moments]
+    try:
+        rows = fetch(local, lambda c: list(c.iter_search(
+            query or None, like=like, image=_read(image) if image else None, videos=video,
+            start=start, end=end, kinds=kind, k=k, ground=ground, page_size=MAX_RESULTS)))
     except BadInput as e:
         die(str(e), 2)
     except (NotFound, ModelUnavailable) as e:
         die(str(e))
-    rows = [m.to_json() for m in moments]
     human = "\n".join(
         f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
         f"{span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"

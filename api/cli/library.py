@@ -6,18 +6,19 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit,
-                            load_video, span, app)
+from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit, fetch,
+                            load_video, local_only, span, app)
 from core.config import get_settings
 from core.errors import BadInput, NotFound
 from core.times import to_ms
+from core.types import MAX_RESULTS
 
 
 @app.command()
 def status(video_id: str, as_json: JsonOpt = False) -> None:
     """Status and progress of one video."""
     try:
-        v = load_video(video_id)
+        v = fetch(lambda: load_video(video_id), lambda c: c.get_video(video_id))
     except NotFound as e:
         die(str(e))
     human = (f"{v['id']}  {v['status']}  {v['progress']}%  {v['filename']}"
@@ -29,11 +30,13 @@ def status(video_id: str, as_json: JsonOpt = False) -> None:
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every video, oldest first."""
-    from store import queries
-    from store.db import session_scope
-    from store.serialize import video_json
-    with session_scope(get_settings()) as s:
-        videos = [video_json(v) for v in queries.list_videos(s)]
+    def local() -> list[dict]:
+        from store import queries
+        from store.db import session_scope
+        from store.serialize import video_json
+        with session_scope(get_settings()) as s:
+            return [video_json(v) for v in queries.list_videos(s)]
+    videos = fetch(local, lambda c: list(c.iter_videos(page_size=MAX_RESULTS)))
     human = "\n".join(f"{v['id']}  {v['status']:<10} {v['duration'] or 0:>9.3f} s  "
                       f"{v['filename']}" for v in videos) or "no videos"
     emit(videos, as_json, human)
@@ -45,16 +48,20 @@ def segments(video_id: str,
              end: Annotated[float | None, typer.Option(help="seconds")] = None,
              kind: KindOpt = None, as_json: JsonOpt = False) -> None:
     """Segments of a video that overlap [start, end)."""
-    from store.serialize import segment_json
-    from store import queries
-    from store.db import session_scope
     check_window(start, end)
     check_kinds(kind)
-    try:
+
+    def local() -> list[dict]:
+        from store.serialize import segment_json
+        from store import queries
+        from store.db import session_scope
         with session_scope(get_settings()) as s:
             queries.get_video(s, video_id)
-            rows = [segment_json(r) for r in queries.get_segments(
+            return [segment_json(r) for r in queries.get_segments(
                 s, video_id=video_id, start_ms=to_ms(start), end_ms=to_ms(end), kinds=kind)]
+    try:
+        rows = fetch(local, lambda c: list(c.iter_segments(
+            video_id, start=start, end=end, kinds=kind, page_size=MAX_RESULTS)))
     except NotFound as e:
         die(str(e))
     human = "\n".join(f"{r['start']:>10.3f} {r['end']:>10.3f}  {r['kind']:<11} {r['text']}"
@@ -68,16 +75,19 @@ def export(video_id: str,
            output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
            kind: KindOpt = None) -> None:
     """Captions as WebVTT, SRT or JSON."""
-    from api.captions import render
-    from store import queries
-    from store.db import session_scope
     if fmt not in ("vtt", "srt", "json"):
         die(f"unknown format {fmt!r}: use vtt, srt or json", 2)
     check_kinds(kind)
-    try:
+
+    def local() -> str:
+        from api.captions import render
+        from store import queries
+        from store.db import session_scope
         with session_scope(get_settings()) as s:
             video = queries.get_video(s, video_id)
-            text = render(fmt, video, queries.get_segments(s, video_id=video_id, kinds=kind))
+            return render(fmt, video, queries.get_segments(s, video_id=video_id, kinds=kind))
+    try:
+        text = fetch(local, lambda c: c.captions(video_id, fmt, kinds=kind))
     except NotFound as e:
         die(str(e))
     if output:
@@ -89,9 +99,11 @@ def export(video_id: str,
 @app.command()
 def delete(video_id: str) -> None:
     """Delete a video: its rows, its vectors, and its file if it was uploaded."""
-    from indexer import pipeline
-    try:
+    def local() -> None:
+        from indexer import pipeline
         pipeline.delete_video(get_settings(), video_id)
+    try:
+        fetch(local, lambda c: c.delete_video(video_id))
     except NotFound as e:
         die(str(e))
     typer.echo(f"deleted {video_id}")
@@ -100,9 +112,11 @@ def delete(video_id: str) -> None:
 @app.command()
 def summary(video_id: str, as_json: JsonOpt = False) -> None:
     """A video's summary and chapters."""
-    from search import chapters
+    def local() -> dict:
+        from search import chapters
+        return chapters.get_summary(get_settings(), video_id)
     try:
-        data = chapters.get_summary(get_settings(), video_id)
+        data = fetch(local, lambda c: c.summary(video_id))
     except NotFound as e:
         die(str(e))
     lines = [data.get("summary") or ""]
@@ -115,6 +129,7 @@ def summary(video_id: str, as_json: JsonOpt = False) -> None:
 def keys(tenant: Annotated[str, typer.Argument(help="tenant name: a-z, 0-9, '_', '-'")],
          as_json: JsonOpt = False) -> None:
     """Create an API key for a tenant (the tenant too, if new). The key is shown only once."""
+    local_only("keys")
     from store.db import session_scope
     from store.keys import create_key
     try:

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
+from api.errors import ApiError
 from api.deps import MediaVideoDep, SessionDep, SettingsDep
 from api.limits import ClipSlot
 from api.media_types import media_headers, media_type
@@ -39,13 +41,13 @@ def _container(session, video: Video, path: Path) -> str | None:
 @router.get("/v1/videos/{video_id}/media", response_class=FileResponse,
             responses={200: {"content": {"video/*": {}}, "description": "the file"},
                        206: {"content": {"video/*": {}}, "description": "a byte range"},
-                       416: {"description": "range not satisfiable"},
-                       **errors(401, 404, 422)})
-def media(video: MediaVideoDep, session: SessionDep) -> FileResponse:
+                       **errors(400, 401, 404, 416, 422)})
+def media(video: MediaVideoDep, session: SessionDep, request: Request) -> FileResponse:
     """The uploaded file, with range requests so a player can seek. Authorise with a
     key, or with the `token` of the video's media_url (for an HTML5 <video>). Its type
     comes from the probed container, never from the uploaded name."""
     path = _media_file(video)
+    _check_range(request.headers.get("range"), path.stat().st_size)
     mime = media_type(_container(session, video, path), video.video_codec)
     return FileResponse(path, media_type=mime, headers=media_headers(video.filename, mime))
 
@@ -64,17 +66,17 @@ def _media_file(video: Video) -> Path:
 @router.get("/v1/videos/{video_id}/playback", response_class=FileResponse,
             responses={200: {"content": {"video/*": {}}, "description": "the file"},
                        206: {"content": {"video/*": {}}, "description": "a byte range"},
-                       416: {"description": "range not satisfiable"},
-                       **errors(401, 404, 422)})
-def playback(video: MediaVideoDep, session: SessionDep, settings: SettingsDep
-             ) -> FileResponse:
+                       **errors(400, 401, 404, 416, 422)})
+def playback(video: MediaVideoDep, session: SessionDep, settings: SettingsDep,
+             request: Request) -> FileResponse:
     """What a browser can play, as the video's `playback_url` names it: the H.264/AAC
     preview made at index time when the original cannot play (AVI, MPEG-4 part 2...),
     otherwise the original itself. Range requests and authorisation as for /media."""
     from indexer.preview import preview_path
     path = preview_path(settings.media_dir, video.id)
     if not path.is_file():
-        return media(video, session)
+        return media(video, session, request)
+    _check_range(request.headers.get("range"), path.stat().st_size)
     return FileResponse(path, media_type="video/mp4",
                         headers=media_headers(Path(video.filename).stem, "video/mp4"))
 
@@ -119,6 +121,20 @@ def _chunks(f, size: int = 1 << 20) -> Iterator[bytes]:
     with f:
         while block := f.read(size):
             yield block
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Starlette answers a bad Range in plain text: refuse it first, in the API's error
+    body."""
+    if not header:
+        return
+    try:
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as e:
+        raise ApiError(400, "bad_range", e.content) from None
+    except RangeNotSatisfiable:
+        raise ApiError(416, "range_not_satisfiable", f"the file has {size} bytes",
+                       {"Content-Range": f"bytes */{size}"}) from None
 
 
 @router.get("/v1/videos/{video_id}/thumbnails/{t_ms}.jpg", response_class=FileResponse,

@@ -2,16 +2,19 @@
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api.captions import render
+from api.errors import ApiError
 from api.deps import SessionDep, SettingsDep, TenantDep, VideoDep
-from api.schemas import Kinds, Seconds, SegmentOut, SummaryOut, VideoOut, errors
+from api.pages import DEFAULT_LIMIT, Limit, PageToken, page_of, read_token
+from api.schemas import Kinds, Seconds, SegmentPage, SummaryOut, VideoOut, VideoPage, errors
 from api.upload import UploadDep
 from api.video_view import video_out, videos_out
 from core.config import Settings
@@ -54,7 +57,7 @@ def _webhook_url(raw: str | None, allowed_hosts: str, *, allow_private: bool) ->
     try:
         egress.check(raw.strip(), allow_private=allow_private)
     except BadInput as e:
-        raise HTTPException(400, str(e)) from None
+        raise ApiError(400, "webhook_refused", str(e)) from None
     return raw.strip()
 
 
@@ -99,7 +102,7 @@ def upload_video(upload: UploadDep, tenant: TenantDep, settings: SettingsDep,
         check_file(upload.path)              # empty: its own message
         probe(upload.path, settings.decode)  # refuse what can never be indexed, right away
     except BadInput as e:
-        raise BadInput(str(e).replace(upload.path.name, upload.filename)) from None
+        raise type(e)(str(e).replace(upload.path.name, upload.filename)) from None
     dest = _store_upload(settings, upload, tenant)
     with session_scope(settings) as s:
         before = queries.find_video_by_sha256(s, sha256=upload.sha256, tenant=tenant)
@@ -118,10 +121,16 @@ def upload_video(upload: UploadDep, tenant: TenantDep, settings: SettingsDep,
         return video_out(request, s, queries.get_video(s, video_id))
 
 
-@router.get("", response_model=list[VideoOut], responses=errors(401))
-def list_videos(tenant: TenantDep, session: SessionDep, request: Request) -> list[dict]:
-    """The tenant's videos, oldest first."""
-    return videos_out(request, session, queries.list_videos(session, tenant=tenant))
+@router.get("", response_model=VideoPage, responses=errors(400, 401, 422))
+def list_videos(tenant: TenantDep, session: SessionDep, request: Request,
+                limit: Limit = DEFAULT_LIMIT, page_token: PageToken = None) -> dict:
+    """The tenant's videos, oldest first, a page at a time."""
+    after = read_token(request, "videos", tenant, page_token)
+    rows = queries.list_videos(session, tenant=tenant, limit=limit + 1, after=(
+        datetime.fromisoformat(after[0]), after[1]) if after else None)
+    rows, token = page_of(request, "videos", tenant, rows, limit,
+                          lambda v: [v.created_at.isoformat(), v.id])
+    return {"videos": videos_out(request, session, rows), "next_page_token": token}
 
 
 @router.get("/{video_id}", response_model=VideoOut, responses=errors(401, 404))
@@ -145,14 +154,21 @@ def summary(video: VideoDep, tenant: TenantDep, settings: SettingsDep) -> dict:
     return chapters.get_summary(settings, video.id, tenant=tenant)
 
 
-@router.get("/{video_id}/segments", response_model=list[SegmentOut],
-            responses=errors(401, 404, 422))
-def segments(video: VideoDep, session: SessionDep, start: Seconds = None,
-             end: Seconds = None, kind: Kinds = None) -> list[dict]:
-    """Segments that overlap [start, end), in time order."""
+@router.get("/{video_id}/segments", response_model=SegmentPage,
+            responses=errors(400, 401, 404, 422))
+def segments(video: VideoDep, session: SessionDep, request: Request, start: Seconds = None,
+             end: Seconds = None, kind: Kinds = None, limit: Limit = DEFAULT_LIMIT,
+             page_token: PageToken = None) -> dict:
+    """Segments that overlap [start, end), in time order, a page at a time."""
     check_range(to_ms(start), to_ms(end))
-    return [segment_json(r) for r in queries.get_segments(
-        session, video_id=video.id, start_ms=to_ms(start), end_ms=to_ms(end), kinds=kind)]
+    scope = f"{video.tenant}/{video.id}"
+    after = read_token(request, "segments", scope, page_token)
+    rows = queries.get_segments(session, video_id=video.id, start_ms=to_ms(start),
+                                end_ms=to_ms(end), kinds=kind, limit=limit + 1,
+                                after=tuple(after) if after else None)
+    rows, token = page_of(request, "segments", scope, rows, limit,
+                          lambda r: [r.start_ms, r.end_ms, r.kind, r.id])
+    return {"segments": [segment_json(r) for r in rows], "next_page_token": token}
 
 
 @router.get("/{video_id}/captions.{fmt}", response_class=PlainTextResponse, responses={

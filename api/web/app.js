@@ -11,7 +11,7 @@ const STAGES = { decode: "decoding", speech: "transcribing speech", text: "readi
                  finalize: "writing chapters" };
 const NO_VIDEO = "Chapters show here when a video is open.";
 const state = {
-  videos: new Map(), polling: null, uploaded: null, moreResults: null,
+  videos: new Map(), polling: null, uploaded: null,
   current: null,          // {id, filename, src, fetchedAt, hasPreview}
   renewing: false,        // one renewal per failure: a second failure is the format's
   // blob: URLs, revoked when what shows them goes: the open video's, the results'
@@ -46,13 +46,9 @@ class ApiError extends Error {
   constructor(status, message) { super(`${status}: ${message}`); this.status = status; }
 }
 
-// The message of an error body: {"error": {"message"}}, or FastAPI's {"detail"}.
+// The message of the API's one error body, {"error": {"code", "message"}}.
 function errorMessage(body, fallback) {
-  if (body && body.error && body.error.message) return body.error.message;
-  const detail = body && body.detail;
-  if (typeof detail === "string") return detail;
-  if (Array.isArray(detail)) return detail.map((d) => d.msg).join("; ");
-  return fallback;
+  return (body && body.error && body.error.message) || fallback;
 }
 
 async function api(path, options = {}) {
@@ -70,7 +66,7 @@ async function api(path, options = {}) {
 
 async function apiJson(path, options) { return (await api(path, options))?.json() ?? null; }
 
-// Every item of a paginated list ({items, next_page_token}); a plain array is one page.
+// Every item of a paginated list ({<field>: [...], next_page_token}).
 async function allPages(path, field, limit, maxPages = 50) {
   const items = [];
   let token = null;
@@ -78,7 +74,6 @@ async function allPages(path, field, limit, maxPages = 50) {
     const sep = path.includes("?") ? "&" : "?";
     const body = await apiJson(`${path}${sep}limit=${limit}` +
                                (token ? `&page_token=${encodeURIComponent(token)}` : ""));
-    if (Array.isArray(body)) return items.concat(body);
     items.push(...body[field]);
     token = body.next_page_token;
     if (!token) break;
@@ -161,30 +156,25 @@ function searchParams(like) {
   return params;
 }
 
-async function search(event, like = null, pageToken = null) {
+async function search(event, like = null) {
   if (event) event.preventDefault();
   let params;
   try { params = searchParams(like); } catch (e) { fail("search", e); return; }
-  if (pageToken) params.set("page_token", pageToken);
   say("Searching…");
   try {
     const body = await apiJson(`/v1/search?${params}`);
     clearError("search");
-    showMoments(body.moments, Boolean(pageToken));
+    showMoments(body.moments);
     const shown = $("#results").children.length;
     say(shown ? `${shown} moment${shown > 1 ? "s" : ""}`
       : "No moments matched. Try other words, fewer filters, or upload more video.");
-    state.moreResults = body.next_page_token ? [like, body.next_page_token] : null;
-    $("#more-results").hidden = !state.moreResults;
   } catch (e) { say(""); fail("search", e); }
 }
 
-function showMoments(moments, append) {
+function showMoments(moments) {
   const list = $("#results");
-  if (!append) {
-    list.replaceChildren();
-    revokeBlobs("results");
-  }
+  list.replaceChildren();
+  revokeBlobs("results");
   for (const m of moments) {
     const name = state.videos.get(m.video_id)?.filename || m.filename || m.video_id.slice(0, 8);
     const more = el("button", { type: "button", className: "more quiet",
@@ -569,9 +559,6 @@ document.addEventListener("DOMContentLoaded", () => {
     refreshVideos();
   });
   $("#search-form").addEventListener("submit", search);
-  $("#more-results").addEventListener("click", () => {
-    if (state.moreResults) search(null, state.moreResults[0], state.moreResults[1]);
-  });
   $("#upload-form").addEventListener("submit", upload);
   $("#t-kind").addEventListener("change", () => {
     if (state.current) loadTranscript(state.current.id);
