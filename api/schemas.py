@@ -22,13 +22,16 @@ class SignalOut(BaseModel):
 
 class VideoOut(BaseModel):
     id: str
+    tenant: str
     filename: str
     status: Literal["queued", "processing", "interrupted", "ready", "failed"]
     error: str | None
     notes: list[str]
     duration: float | None
-    progress: float
-    eta_s: float | None
+    progress: float                # percent of the duration, as progress_s
+    progress_s: float              # seconds of the video indexed so far
+    stage: Literal["decode", "speech", "text", "visual", "captions", "finalize"] | None
+    eta_s: float | None            # from seconds indexed per second since the plan began
     chunks_done: int
     chunks_total: int
     signals: list[SignalOut]

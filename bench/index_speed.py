@@ -19,6 +19,7 @@ stay flat). The visual-embedding signal is left off (CHRONOSCOPE_VISUAL__ENABLED
 are Qwen3-VL captions (no model configured): this measures the CPU signals."""
 
 import argparse
+import math
 import os
 import resource
 import sys
@@ -174,7 +175,12 @@ def load_models() -> None:
 def end_to_end(path: Path, rss_every: int, times: dict) -> tuple[float, list]:
     rss: list[tuple[int, float]] = []
 
-    def progress(done: int, total: int) -> None:
+    def progress(done_ms: int, total_ms: int, stage: str | None) -> None:
+        # A chunk ends where the next one starts decoding, or where finalize begins.
+        if stage not in ("decode", "finalize") or not done_ms:
+            return
+        chunk_ms = settings.chunk.length_s * 1000
+        done, total = math.ceil(done_ms / chunk_ms), math.ceil(total_ms / chunk_ms)
         if done % rss_every == 0 or done == total:
             rss.append((done, rss_mb()))
             print(f"  chunk {done}/{total}: RSS {rss[-1][1]:.0f} MB, "

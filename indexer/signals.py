@@ -52,6 +52,7 @@ class Signal(Protocol):
     """One kind of segment a chunk yields. The pipeline runs every signal whose `runs` is
     true, in registry order, once per chunk and model id."""
     name: str
+    stage: str       # what a video's progress says while it runs
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         """Whether it runs for a video at all (enabled, audio present, model configured)."""
@@ -72,6 +73,7 @@ class Signal(Protocol):
 
 class Speech:
     name = SPEECH
+    stage = "speech"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return settings.speech.enabled and has_audio
@@ -97,6 +99,7 @@ class Speech:
 
 class ScreenText:
     name = SCREEN_TEXT
+    stage = "text"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return settings.ocr.enabled
@@ -133,6 +136,7 @@ class ScreenText:
 
 class VisualCaptions:
     name = VISUAL
+    stage = "captions"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return bool(settings.qwen.model)
@@ -167,6 +171,7 @@ class VisualEmbed:
     visual whose vectors are the visual space's own, not the text embedder's."""
     name = keyframes.VISUAL_EMBED
     kind = VISUAL
+    stage = "visual"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return True       # shots and thumbnails for every video; embeddings when possible
@@ -215,6 +220,15 @@ def model_id(settings: Settings, signal: str) -> str:
 
 def run(signal: str, ctx: ChunkContext) -> list[Segment]:
     return BY_NAME[signal].run(ctx)
+
+
+def stage_of(signal: str) -> str:
+    return BY_NAME[signal].stage
+
+
+def reads_frames(signal: str) -> bool:
+    """Whether it reads the chunk's decoded frames (speech reads only audio)."""
+    return signal != SPEECH
 
 
 def kind_of(signal: str) -> str:

@@ -100,13 +100,18 @@ def _run_all(runs: list, as_json: bool) -> tuple[list[dict], int]:
 
 
 class _Bar:
+    """Seconds of video indexed, with the stage; tqdm's rate gives the ETA from the first
+    unit of work on."""
     def __init__(self, name: str):
         from tqdm import tqdm
-        self._bar = tqdm(total=None, desc=name, unit="chunk", file=sys.stderr, leave=False)
+        self._bar = tqdm(total=None, desc=name, unit="s", file=sys.stderr, leave=False,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                    "[{elapsed}<{remaining}] {postfix}")
 
-    def __call__(self, done: int, total: int) -> None:
-        self._bar.total = total
-        self._bar.n = done
+    def __call__(self, done_ms: int, total_ms: int, stage: str | None) -> None:
+        self._bar.total = total_ms / 1000
+        self._bar.n = done_ms / 1000
+        self._bar.set_postfix_str(stage or "", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
