@@ -128,7 +128,7 @@ def run(env: dict, home: Path, args) -> dict:
 
     print("indexing", args.video.name, "...", flush=True)
     chronoscope("index", str(args.video), "--json", timeout=600)
-    key = json.loads(chronoscope("keys", "default", "--json").stdout)["key"]
+    key = json.loads(chronoscope("keys", "create", "default", "--json").stdout)["key"]
     port = free_port()
     log = open(home / "serve.log", "w")
     server = subprocess.Popen(cli() + ["serve", "--host", "127.0.0.1", "--port", str(port)],

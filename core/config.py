@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in home")
     broker_url: str = Field("", description="Celery broker; empty = run tasks in-process")
     model_cache: Path | None = Field(None, description="where downloaded weights are kept")
+    # The command line's library; the HTTP API takes the tenant from the API key instead.
+    tenant: str = Field("default", description="tenant the CLI works in (--tenant)")
 
     decode: DecodeSettings = DecodeSettings()
     chunk: ChunkSettings = ChunkSettings()

@@ -109,6 +109,7 @@ def plan(settings: Settings, video_id: str) -> int:
             video.notes = video.notes[:len(video.notes) - len(damaged)]
             # The plan changed (new chunk length): old units no longer line up, start over.
             queries.drop_plan(s, video_id=video_id)
+            video.progress_ms = 0
             s.add_all(Chunk(video_id=video_id, idx=c.idx, start_ms=c.start_ms, end_ms=c.end_ms)
                       for c in spans)
         video.chunks_total = len(spans)

@@ -7,12 +7,15 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core import types
-from core.errors import NotFound
+from core.errors import AmbiguousId, NotFound
 from store.schema import (PROCESSING, QUEUED, Chunk, ChunkRun, Segment, Shot, Summary, Video,
                           utcnow)
 
 # Under every driver's parameter limit, for IN lists built from a page of ids.
 _IN_BATCH = 900
+# The shortest id prefix accepted (16^4 ids: unique in a library of hundreds), and how many
+# candidates an ambiguous one names.
+MIN_PREFIX, _SHOWN = 4, 10
 
 
 def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> Video:
@@ -20,6 +23,30 @@ def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> 
     if video is None or (tenant is not None and video.tenant != tenant):
         raise NotFound(f"no video with id {video_id}")
     return video
+
+
+def resolve_video(session: Session, ref: str, *, tenant: str) -> Video:
+    """The tenant's video whose id is `ref` or starts with it (at least MIN_PREFIX
+    characters): what a person types. Another tenant's video is not there (NotFound, never a
+    hint); a prefix that several share is AmbiguousId, naming them."""
+    video = session.get(Video, ref)
+    if video is not None and video.tenant == tenant:
+        return video
+    if len(ref) >= MIN_PREFIX:
+        # substr, not LIKE: '_' is a wildcard there and SQLite's LIKE ignores case.
+        found = session.scalars(select(Video).where(
+            Video.tenant == tenant, func.substr(Video.id, 1, len(ref)) == ref)
+            .order_by(Video.created_at).limit(_SHOWN + 1)).all()
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(f"{v.id} ({v.filename})" for v in found[:_SHOWN])
+            more = " and more" if len(found) > _SHOWN else ""
+            raise AmbiguousId(f"id prefix {ref} matches several videos: {names}{more}; "
+                              "give more characters")
+    hint = f" (an id prefix needs at least {MIN_PREFIX} characters)" \
+        if len(ref) < MIN_PREFIX else ""
+    raise NotFound(f"no video with id {ref}{hint}")
 
 
 def find_video(session: Session, *, video_id: str) -> Video | None:
@@ -134,13 +161,14 @@ def recount_done(session: Session, *, video_id: str) -> None:
     """Progress is derived from the chunks, so a retried or resumed chunk never counts twice.
     A chunk counts once all its planned work is in: with captions in the video's plan, that
     includes them, which workers write in a later, slower stage than the chunk's CPU
-    signals. Seconds indexed are the counted chunks' spans."""
+    signals. Seconds indexed are the counted chunks' spans (at least: see set_progress)."""
     video = session.get(Video, video_id)
     if video is None:
         return
     spans = _counted_spans(session, video)
     video.chunks_done = len(spans)
-    video.progress_ms = min(video.duration_ms or 0, sum(spans.values()))
+    video.progress_ms = max(video.progress_ms or 0,
+                            min(video.duration_ms or 0, sum(spans.values())))
 
 
 def _counted_spans(session: Session, video: Video) -> dict[int, int]:

@@ -4,9 +4,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
-from pydantic import StringConstraints
 
-from api.deps import VIDEO_ID, SessionDep, SettingsDep, TenantDep
+from api.deps import LikeDep, SessionDep, SettingsDep, TenantDep, VideoFilterDep
 from api.limits import SearchSlot
 from api.schemas import Kinds, SearchOut, Seconds, errors
 from core.errors import BadQuery
@@ -14,10 +13,6 @@ from core.times import check_range, to_ms
 from store import queries
 
 router = APIRouter(tags=["search"])
-VideoIds = Annotated[list[Annotated[str, StringConstraints(pattern=VIDEO_ID)]] | None,
-                     Query(description="video ids")]
-Like = Annotated[str | None, Query(max_length=100, pattern=r"^[0-9A-Za-z_-]{1,64}@[0-9.]+$",
-                                   description="VIDEO_ID@SECONDS: moments that look like it")]
 MAX_IMAGE_BYTES = 20 << 20
 
 
@@ -27,26 +22,26 @@ MAX_IMAGE_BYTES = 20 << 20
 def search(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
            q: Annotated[str | None, Query(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
                                           description="what to find, in plain words")] = None,
-           like: Like = None,
-           video: VideoIds = None, start: Seconds = None, end: Seconds = None,
+           like: LikeDep = None,
+           video: VideoFilterDep = None, start: Seconds = None, end: Seconds = None,
            kind: Kinds = None, k: Annotated[int, Query(ge=1, le=100)] = 10,
            ground: Annotated[bool, Query(description="Qwen3-VL places the exact start and "
                                                      "end of the top moments")] = False) -> dict:
     """Moments that match the query (or look like the moment `like` names) across the
     tenant's videos, or inside the given videos and time range."""
-    from search import visual
     if q is None and like is None:
         raise BadQuery("give q (words) or like (VIDEO_ID@SECONDS)")
     return _moments(session, settings, tenant, q or "", video, start, end, kind, k,
-                    ground=ground, like=visual.parse_like(like) if like else None)
+                    ground=ground, like=like)
 
 
 @router.post("/v1/search", response_model=SearchOut, responses=errors(401, 422, 503),
              dependencies=[SearchSlot])
 def search_by_image(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
                     image: Annotated[UploadFile, File(description="a picture to look for")],
-                    video: VideoIds = None, start: Seconds = None, end: Seconds = None,
-                    kind: Kinds = None, k: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
+                    video: VideoFilterDep = None, start: Seconds = None,
+                    end: Seconds = None, kind: Kinds = None,
+                    k: Annotated[int, Query(ge=1, le=100)] = 10) -> dict:
     """Moments that look like the uploaded image (JPEG, PNG, WebP)."""
     from search import visual
     data = image.file.read(MAX_IMAGE_BYTES + 1)
