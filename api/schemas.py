@@ -85,6 +85,7 @@ class ChapterOut(BaseModel):
     end: float
     title: str
     summary: str
+    thumbnail: str | None = None      # the keyframe it opens on, under /v1/videos/{id}/thumbnails
 
 
 class SummaryOut(BaseModel):

@@ -4,7 +4,8 @@ Each frame is reduced to a small signature (an HSV colour histogram and an 8x8 g
 luma, from a ~64 px thumbnail); the change between consecutive frames is the mean of the
 histograms' half L1 distance and the grids' mean absolute difference, both 0..1.
 - A hard cut is a change that is large in itself (>= HIGH), larger than its neighbours, and
-  RATIO times the median change around it, so steady motion (pans, crowds) does not cut.
+  RATIO times the median change around it (other such peaks left out: nearby cuts are not
+  motion), so steady motion (pans, crowds) does not cut.
 - A dissolve spreads one change over several frames, each step below HIGH: a short run of
   raised changes (above LOW) whose ends differ by HIGH or more is one cut, at the frame where
   half of the run's change is done. A slow pan is a long run: no cut.
@@ -75,12 +76,17 @@ def distance(a: Signature, b: Signature) -> float:
 
 
 def _hard_cuts(d: np.ndarray) -> list[int]:
+    # Candidates: large changes that are local maxima. The motion level around one is the
+    # median of the changes near it that are not candidates themselves: shots of two or
+    # three samples put other cuts in the context, and those are not motion.
+    n = len(d)
+    peaks = {i for i in range(1, n)
+             if d[i] >= HIGH and d[i] > d[i - 1] and (i + 1 == n or d[i] >= d[i + 1])}
     cuts = []
-    for i in range(1, len(d)):
-        if d[i] < HIGH or d[i] <= d[i - 1] or (i + 1 < len(d) and d[i] < d[i + 1]):
-            continue
-        around = np.concatenate([d[max(1, i - CONTEXT):max(1, i - 1)], d[i + 2:i + 2 + CONTEXT]])
-        if not len(around) or d[i] >= RATIO * float(np.median(around)):
+    for i in sorted(peaks):
+        near = [j for j in (*range(max(1, i - CONTEXT), i - 1), *range(i + 2, min(n, i + 2 + CONTEXT)))
+                if j not in peaks]
+        if not near or d[i] >= RATIO * float(np.median(d[near])):
             cuts.append(i)
     return cuts
 

@@ -31,6 +31,17 @@ def thumbnail_ms(shots: Sequence[HasKeyframes], best_start_ms: int, best_end_ms:
     return min(times, key=lambda t: (abs(t - middle), t))
 
 
+def chapter_ms(shots: Sequence[HasKeyframes], start_ms: int, end_ms: int) -> int | None:
+    """The keyframe that shows a chapter: the first one inside [start_ms, end_ms) (the
+    picture the chapter opens on), else the one nearest its start (a chapter shorter than
+    the keyframe spacing); None when the video has no keyframe at all."""
+    times = sorted(t for s in shots for t in s.keyframe_ms)
+    inside = [t for t in times if start_ms <= t < end_ms]
+    if inside:
+        return inside[0]
+    return min(times, key=lambda t: (abs(t - start_ms), t), default=None)
+
+
 def url(video_id: str, t_ms: int | None) -> str | None:
     return None if t_ms is None else f"/v1/videos/{video_id}/thumbnails/{int(t_ms)}.jpg"
 

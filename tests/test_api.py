@@ -166,6 +166,8 @@ def test_segments_and_captions(service):
     assert alpha.get(f"/v1/videos/{vid}/captions.txt").status_code == 422
     summary = alpha.get(f"/v1/videos/{vid}/summary").json()
     assert summary["chapters"] and summary["chapters"][0]["start"] == 0
+    thumb = alpha.get(summary["chapters"][0]["thumbnail"])        # the keyframe it opens on
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
 
 
 def test_media_serves_byte_ranges_to_a_key_or_a_signed_url(service, media):

@@ -12,6 +12,7 @@ from core.errors import NotFound
 from model import embed
 from indexer import chapters
 from search.chapters import get_summary
+from store import shots as shot_rows
 from store.db import session_scope
 from store.schema import Segment, Summary, Video
 
@@ -95,6 +96,14 @@ def test_chapters_follow_topics_and_tile_the_video(settings, vectors_of):
         assert chapter["title"] and set(chapter["title"].lower().replace(",", "").split()) <= words
         assert chapter["summary"] and chapter["summary"].split(".")[0] in " ".join(topic)
     assert len({c["title"] for c in data["chapters"]}) == 3
+    assert {c["thumbnail"] for c in data["chapters"]} == {None}     # no shots: no picture
+    with session_scope(settings) as s:      # a cut at 195 s, a keyframe every 60 s or so
+        shot_rows.replace_shots(s, video_id="talk", chunk_idx=0, shots=[
+            (0, 195_000, [30_000, 90_000, 150_000]), (195_000, 420_000, [240_000, 390_000])])
+        shot_rows.replace_shots(s, video_id="talk", chunk_idx=1, shots=[
+            (420_000, 605_000, [500_000])])
+    assert [c["thumbnail"] for c in get_summary(settings, "talk")["chapters"]] == \
+        [f"/v1/videos/talk/thumbnails/{t}.jpg" for t in (30_000, 240_000, 500_000)]
     assert data["model"] == chapters.OFFLINE and "3 chapters" in data["summary"]
     with session_scope(settings) as s:
         assert s.query(Summary).filter_by(video_id="talk").count() == 4
@@ -116,7 +125,7 @@ def test_long_silence_is_a_chapter_and_silent_video_has_one(settings, vectors_of
     chapters.build_summary(settings, "mute")
     data = get_summary(settings, "mute")
     assert data["chapters"] == [{"start": 0.0, "end": 90.0, "title": chapters.EMPTY_TITLE,
-                                 "summary": ""}]
+                                 "summary": "", "thumbnail": None}]     # no shots stored
     with pytest.raises(NotFound):
         get_summary(settings, "nope")
 

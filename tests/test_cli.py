@@ -92,6 +92,11 @@ def test_a_folder_indexes_in_one_command(media, tmp_path):
         assert chapters[0]["start"] == 0 and chapters[-1]["end"] == r["duration"]
         assert all(a["end"] == b["start"] for a, b in zip(chapters, chapters[1:]))
         assert all(c["start"] < c["end"] and c["title"] for c in chapters)
+        # each chapter shows the keyframe it opens on: a thumbnail written at index time
+        for c in chapters:
+            t_ms = int(c["thumbnail"].removeprefix(f"/v1/videos/{r['id']}/thumbnails/")
+                       .removesuffix(".jpg"))
+            assert (home / "media" / "thumbs" / r["id"] / f"{t_ms}.jpg").is_file()
     again = run(home, "index", typed, f"{typed}/{names[0][:3]}*").stdout.splitlines()
     assert len(again) == 7 and all("  already indexed  " in line for line in again)
 

@@ -65,6 +65,7 @@ def render(path: Path, timeline: list, duration_s: float) -> Path:
 
 
 HARD = (7.3, 12.6, 28.45)
+SHORT = tuple(round(1.7 + 2.3 * k, 2) for k in range(6))      # shots of 2-3 samples at 1 fps
 DISSOLVE = (20.0, 2.0)
 
 
@@ -78,7 +79,10 @@ def videos(tmp_path_factory):
     d = tmp_path_factory.mktemp("shots")
     return {"cuts": cuts_video(d / "cuts.mp4"),
             "static": render(d / "static.mp4", [(0, lambda t: textured(7))], 30.0),
-            "pan": render(d / "pan.mp4", [(0, pan(8, 20.0))], 30.0)}
+            "pan": render(d / "pan.mp4", [(0, pan(8, 20.0))], 30.0),
+            "short": render(d / "short.mp4", [(0, still(10))] + [(t, still(11 + k))
+                                                                for k, t in enumerate(SHORT)],
+                            16.0)}
 
 
 def check_tiling(shots: list[Shot], frames: list[Frame], gap_s: float = 4.0) -> None:
@@ -94,12 +98,18 @@ def check_tiling(shots: list[Shot], frames: list[Frame], gap_s: float = 4.0) -> 
         assert len(s.keyframes) >= (inside[-1] - inside[0]) // (gap_s * 1000)
 
 
-@pytest.mark.parametrize("fps", [1.0, 2.0])
-def test_hard_cuts_within_one_frame_and_the_dissolve_once(videos, fps):
-    frames = list(sample_frames(videos["cuts"], fps=fps))
+def shots_of(path: Path, fps: float) -> tuple[list[Shot], list[int]]:
+    """The shots of a video sampled at fps (checked to tile it) and their start times
+    after the first."""
+    frames = list(sample_frames(path, fps=fps))
     shots = detect(frames, max_gap_s=4.0)
     check_tiling(shots, frames)
-    starts = [s.start_ms for s in shots[1:]]
+    return shots, [s.start_ms for s in shots[1:]]
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0])
+def test_hard_cuts_within_one_frame_and_the_dissolve_once(videos, fps):
+    shots, starts = shots_of(videos["cuts"], fps)
     interval = 1000 / fps
     for cut in HARD:
         assert any(0 <= b - cut * 1000 <= interval for b in starts), (cut, starts)
@@ -109,6 +119,14 @@ def test_hard_cuts_within_one_frame_and_the_dissolve_once(videos, fps):
     assert len(starts) == len(HARD) + 1, starts
     # the long last shot (a pan) has a keyframe at least every 4 s
     assert len(shots[-1].keyframes) >= 2
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0])
+def test_every_cut_between_short_shots_is_found(videos, fps):
+    # Neighbouring cuts are no motion: each stands out against the shots around it.
+    _, starts = shots_of(videos["short"], fps)
+    assert len(starts) == len(SHORT), starts
+    assert all(0 <= b - cut * 1000 <= 1000 / fps for b, cut in zip(starts, SHORT)), starts
 
 
 @pytest.mark.parametrize("name", ["static", "pan"])

@@ -9,7 +9,7 @@ from PIL import Image
 from core.types import Frame
 from indexer.shots import Shot
 from indexer.thumbs import encode, thumb_path, write
-from search.thumbnails import thumbnail_ms
+from search.thumbnails import chapter_ms, thumbnail_ms
 
 
 def test_write_small_jpeg_atomically_under_the_media_dir(tmp_path):
@@ -48,3 +48,13 @@ def test_thumbnail_is_the_keyframe_of_the_shot_holding_the_best_segment():
     assert thumbnail_ms(shots, 29_000, 33_000) == 30_500
     assert thumbnail_ms(shots, 40_000, 41_000) == 30_500      # beyond every shot: nearest
     assert thumbnail_ms([], 0, 1000) is None
+
+
+def test_chapter_thumbnail_is_the_keyframe_it_opens_on():
+    shots = [shot(0, 10_000, 3_000), shot(10_000, 30_000, 12_000, 19_000, 27_000),
+             shot(30_000, 31_000, 30_500)]
+    assert chapter_ms(shots, 0, 15_000) == 3_000
+    assert chapter_ms(shots, 15_000, 30_000) == 19_000      # starts mid-shot: next keyframe
+    assert chapter_ms(shots, 20_000, 26_000) == 19_000      # none inside: nearest the start
+    assert chapter_ms(shots, 29_000, 40_000) == 30_500
+    assert chapter_ms([], 0, 1000) is None

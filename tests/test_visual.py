@@ -27,7 +27,8 @@ def picture(seed: int, h: int = 120, w: int = 160) -> np.ndarray:
 @pytest.fixture(scope="module")
 def siglip(tmp_path_factory):
     directory = build(tmp_path_factory.mktemp("visual") / "siglip2-tiny")
-    return Settings(visual=VisualSettings(model=str(directory), batch_size=3))
+    return Settings(visual=VisualSettings(model=str(directory), batch_size=3,
+                                          cpu_dtype="float32"))
 
 
 def test_images_unit_rows_batch_independent_and_from_the_checkpoint(siglip):
@@ -80,6 +81,28 @@ def test_clip_is_the_mean_direction_of_its_frames(siglip):
     assert np.allclose(v[1], frames[0], atol=1e-5)
     with pytest.raises(ValueError):
         visual.embed_clips([[]], siglip)
+
+
+def test_bfloat16_on_cpu_stays_close_to_float32_on_real_frames(siglip, media):
+    from indexer.decode import sample_frames
+    frames = list(sample_frames(media / "people_walking_139s.mp4", end_ms=20_000, fps=0.5))
+    bf16 = siglip.model_copy(update={"visual": siglip.visual.model_copy(
+        update={"cpu_dtype": "bfloat16"})})
+    backend = visual.VisualEmbedder.get(bf16).backend
+    assert backend.model.dtype == torch.bfloat16
+    assert backend.calibration == visual.VisualEmbedder.get(siglip).backend.calibration
+    want, got = visual.embed_images(frames, siglip), visual.embed_images(frames, bf16)
+    assert got.dtype == np.float32 and len(got) == len(frames) >= 9
+    assert float(np.sum(want * got, axis=1).min()) > 0.99
+    want, got = visual.embed_texts(["people walking"], siglip), visual.embed_texts(
+        ["people walking"], bf16)
+    assert float(want[0] @ got[0]) > 0.99
+    # auto: bfloat16 exactly where this CPU multiplies it in hardware
+    from model import base
+    auto = siglip.model_copy(update={"visual": siglip.visual.model_copy(
+        update={"cpu_dtype": "auto"})})
+    assert visual.VisualEmbedder.get(auto).backend.model.dtype == \
+        (torch.bfloat16 if base.cpu_bf16_native() else torch.float32)
 
 
 def test_no_weights_says_which_setting_enables_it(tmp_path):
