@@ -10,11 +10,13 @@ from store.schema import PROCESSING, READY, Segment, Video
 
 def video_json(v: Video, now: datetime | None = None) -> dict:
     done_ms = v.duration_ms if v.status == READY else (v.progress_ms or 0)
-    return {"id": v.id, "tenant": v.tenant, "filename": v.filename, "status": shown_status(v),
+    status = shown_status(v)
+    running = status == PROCESSING         # not an interrupted run's last stage
+    return {"id": v.id, "tenant": v.tenant, "filename": v.filename, "status": status,
             "duration": seconds(v.duration_ms), "error": v.error, "notes": list(v.notes or []),
             "progress": round(100 * done_ms / v.duration_ms, 1) if v.duration_ms else 0.0,
-            "progress_s": seconds(done_ms or 0), "stage": v.stage if v.status == PROCESSING
-            else None, "eta_s": eta_s(v, now or datetime.now(timezone.utc)),
+            "progress_s": seconds(done_ms or 0), "stage": v.stage if running else None,
+            "eta_s": eta_s(v, now or datetime.now(timezone.utc)) if running else None,
             "chunks_done": v.chunks_done, "chunks_total": v.chunks_total,
             "width": v.width, "height": v.height, "has_audio": v.has_audio,
             "created_at": v.created_at.isoformat() if v.created_at else None}
