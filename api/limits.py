@@ -1,4 +1,4 @@
-"""Admission for expensive endpoints (search): at most `api.max_concurrent_searches` run at
+"""Admission for expensive endpoints (search, clips): at most `api.max_concurrent_searches` run at
 once, a few more wait up to `api.search_queue_wait_s`, the rest get a fast 503 with
 Retry-After.
 
@@ -13,6 +13,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, HTTPException, Request
 
@@ -81,15 +82,33 @@ def retry_after(api: ApiSettings) -> str:
 async def search_slot(request: Request) -> AsyncIterator[None]:
     """Hold a search slot for the request, or answer 503 + Retry-After (the API's usual
     {"detail": ...} body). Async, so the wait takes no thread."""
+    api: ApiSettings = request.app.state.api_settings
+    async with _slot(request, "search_limiter", lambda: search_limiter(api), "searches",
+                     retry_after(api)):
+        yield
+
+
+async def clip_slot(request: Request) -> AsyncIterator[None]:
+    """The same for cutting clips (CPU-heavy: `clip.max_concurrent` at once)."""
+    clip = request.app.state.settings.clip
+    wait = clip.queue_wait_s
+    async with _slot(request, "clip_limiter", lambda: Limiter(
+            clip.max_concurrent, wait, WAITERS_PER_SLOT * clip.max_concurrent), "clips",
+            str(max(1, math.ceil(wait)))):
+        yield
+
+
+@asynccontextmanager
+async def _slot(request: Request, name: str, make, what: str, retry: str
+                ) -> AsyncIterator[None]:
     state = request.app.state
-    api: ApiSettings = state.api_settings
-    if getattr(state, "search_limiter", None) is None:
-        state.search_limiter = search_limiter(api)
-    limiter: Limiter = state.search_limiter
+    if getattr(state, name, None) is None:
+        setattr(state, name, make())
+    limiter: Limiter = getattr(state, name)
     if not await limiter.acquire():
-        raise HTTPException(503, f"too many searches at once (at most "
+        raise HTTPException(503, f"too many {what} at once (at most "
                                  f"{limiter.limit} run together); retry in a moment",
-                            headers={"Retry-After": retry_after(api)})
+                            headers={"Retry-After": retry})
     try:
         yield
     finally:
@@ -97,3 +116,4 @@ async def search_slot(request: Request) -> AsyncIterator[None]:
 
 
 SearchSlot = Depends(search_slot)
+ClipSlot = Depends(clip_slot)

@@ -52,11 +52,11 @@ def media_type(container: str | None, video_codec: str | None = None) -> str:
     return mime
 
 
-def media_headers(filename: str, mime: str) -> dict[str, str]:
+def media_headers(filename: str, mime: str, *, download: bool = False) -> dict[str, str]:
     """Headers for serving an upload as `mime` (pass the type as the response's media_type
-    and no filename of its own)."""
+    and no filename of its own); `download`: saved, not played."""
     return {"X-Content-Type-Options": "nosniff",
-            "Content-Disposition": content_disposition(filename, mime),
+            "Content-Disposition": content_disposition(filename, mime, download=download),
             "Content-Security-Policy": MEDIA_CSP}
 
 
@@ -64,11 +64,11 @@ def page_headers() -> dict[str, str]:
     return {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"}
 
 
-def content_disposition(filename: str, mime: str) -> str:
-    """inline for video types, attachment otherwise; an ASCII `filename` every client reads
-    plus RFC 6266 `filename*` (UTF-8) when the name is not plain ASCII. The name keeps an
-    extension that matches the type, so a saved file opens as what it is."""
-    kind = "inline" if mime.startswith("video/") else "attachment"
+def content_disposition(filename: str, mime: str, *, download: bool = False) -> str:
+    """inline for video types (unless `download`), attachment otherwise; an ASCII `filename`
+    every client reads plus RFC 6266 `filename*` (UTF-8) when the name is not plain ASCII.
+    The name keeps an extension that matches the type, so a saved file opens as what it is."""
+    kind = "inline" if mime.startswith("video/") and not download else "attachment"
     name = safe_filename(filename, mime)
     fallback = _ascii_name(name, mime)
     header = f'{kind}; filename="{fallback}"'

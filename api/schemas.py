@@ -3,7 +3,7 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.types import KINDS
 
@@ -41,6 +41,9 @@ class VideoOut(BaseModel):
     size_bytes: int
     created_at: str | None
     media_url: str
+    playback_url: str = Field(description="signed URL of what a browser can play: the "
+                              "H.264/AAC preview made at index time when the original cannot "
+                              "play (AVI, MPEG-4 part 2...), otherwise the same as media_url")
 
 
 class MomentSegmentOut(BaseModel):

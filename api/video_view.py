@@ -1,5 +1,6 @@
-"""A video as the API shows it: the shared JSON plus size, signals and a signed
-media URL."""
+"""A video as the API shows it: the shared JSON plus size, signals and signed media
+URLs: the original (`media_url`) and what a browser can play (`playback_url`: the preview
+made at index time when the original cannot play, else the original)."""
 
 import time
 from datetime import datetime, timezone
@@ -8,6 +9,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from api.media_tokens import media_token, server_secret
+from indexer.preview import preview_path
 from store import queries
 from store.schema import Video
 from store.serialize import video_json
@@ -19,11 +21,15 @@ def videos_out(request: Request, session: Session, videos: list[Video]) -> list[
     secret = server_secret(settings, api)
     signals = queries.signal_counts(session, video_ids=[v.id for v in videos])
     now = datetime.now(timezone.utc)
-    return [{**video_json(v, now), "size_bytes": v.size_bytes,
-             "signals": signals[v.id],
-             "media_url": f"/v1/videos/{v.id}/media?token="
-                          f"{media_token(secret, v.id, v.tenant, expires)}"}
-            for v in videos]
+    out = []
+    for v in videos:
+        token = media_token(secret, v.id, v.tenant, expires)
+        media_url = f"/v1/videos/{v.id}/media?token={token}"
+        playback = f"/v1/videos/{v.id}/playback?token={token}" \
+            if preview_path(settings.media_dir, v.id).is_file() else media_url
+        out.append({**video_json(v, now), "size_bytes": v.size_bytes,
+                    "signals": signals[v.id], "media_url": media_url, "playback_url": playback})
+    return out
 
 
 def video_out(request: Request, session: Session, video: Video) -> dict:

@@ -1,8 +1,11 @@
 """`chronoscope search` wall time from a fresh process, cold and warm, against the code path
-of an older commit (the sentence-transformers/torch query embedding) measured in the same run.
+of an older commit measured in the same run: by default f40e058, the path before the start-up
+work (huggingface_hub's API, alembic and psycopg imported by every search); a412460 is the
+sentence-transformers/torch query embedding before that.
 
-    .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev a412460
-    .venv/bin/python bench/cli_latency.py --runs 5 --old-rev 22c5fea
+    .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev f40e058
+    .venv/bin/python bench/cli_latency.py --runs 5 --old-rev a412460
+    .venv/bin/python bench/cli_latency.py --runs 5 --visual   # a library with keyframe vectors
 
 The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
@@ -23,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,20 +43,34 @@ FLOOR = "import api.cli, search.query, store.db, search.index.reader"
 DROP = Path("/proc/sys/vm/drop_caches")
 
 
-def env_for(home: Path) -> dict:
+def env_for(home: Path, visual: Path | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
     env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
+    if visual:
+        env["CHRONOSCOPE_VISUAL__MODEL"] = str(visual)
     return env
 
 
-def library() -> Path:
-    home = CACHE / "home"
-    if (home / "vectors.faiss.state.npz").exists():
-        return home
-    files = [str(MEDIA / v) for v in VIDEOS]
-    subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
-                   env=env_for(home), check=True, stdout=sys.stderr)
-    return home
+def siglip() -> Path:
+    """SigLIP 2 base of the published size with random weights (no hub here): the real cost
+    of its text tower, not its accuracy."""
+    path = CACHE / "siglip2-base-random"
+    if not (path / "model.safetensors").exists():
+        sys.path.insert(0, str(ROOT))
+        from fixtures.visual_tiny import build
+        build(path, tiny=False)
+    return path
+
+
+def library(visual: Path | None) -> dict:
+    """The environment of a search in the indexed library (with keyframe vectors too)."""
+    home = CACHE / ("home-visual" if visual else "home")
+    env = env_for(home, visual)
+    if not (home / "vectors.faiss.state.npz").exists():
+        files = [str(MEDIA / v) for v in VIDEOS]
+        subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
+                       env=env, check=True, stdout=sys.stderr)
+    return env
 
 
 def old_tree(rev: str) -> Path:
@@ -81,26 +99,35 @@ def drop_caches() -> bool:
         return False
 
 
-def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str, float]:
+    """(wall seconds, stdout, CPU seconds of the process): on a loaded machine the CPU
+    time is the steadier figure."""
+    cpu, start = _cpu(), time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    return wall, proc.stdout
+    return wall, proc.stdout, _cpu() - cpu
 
 
 def measure(paths: dict, env: dict, runs: int) -> dict:
     """Median cold and warm wall seconds of each path, runs interleaved (the machine's load
     drifts; interleaving gives both paths the same share of it)."""
-    times = {name: {"cold": [], "warm": []} for name in paths}
+    times = {name: {"cold": [], "warm": [], "cpu": []} for name in paths}
     dropped = True
     for i in range(runs):
         q = QUERIES[i % len(QUERIES)]
         for name, (cmd, cwd) in paths.items():
             dropped = drop_caches() and dropped
             times[name]["cold"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
-            times[name]["warm"].append(timed([*cmd, "search", q, "--json"], cwd, env)[0])
+            wall, _, cpu = timed([*cmd, "search", q, "--json"], cwd, env)
+            times[name]["warm"].append(wall)
+            times[name]["cpu"].append(cpu)
             print(f"run {i + 1}/{runs} {name}: cold {times[name]['cold'][-1]:.2f} s, "
                   f"warm {times[name]['warm'][-1]:.2f} s", file=sys.stderr)
     out = {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
@@ -133,10 +160,12 @@ def floor(env: dict, runs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--old-rev", default="a412460", help="commit with today's query path")
+    ap.add_argument("--old-rev", default="f40e058", help="commit with the old query path")
+    ap.add_argument("--visual", action="store_true",
+                    help="the library has keyframe vectors (SigLIP 2 base, random weights): "
+                         "a text query is searched there too")
     args = ap.parse_args()
-    home = library()
-    env = env_for(home)
+    env = library(siglip() if args.visual else None)
     old = old_tree(args.old_rev)
     for tree in (ROOT, old):
         compile_tree(tree)
@@ -148,12 +177,14 @@ def main() -> None:
     new, old_t = result["new"], result[f"old {args.old_rev}"]
     print(f"{platform.node()}  {os.cpu_count()} CPUs  load {os.getloadavg()[0]:.1f}  "
           f"{datetime.datetime.now():%Y-%m-%d %H:%M}  runs {args.runs}  "
+          f"{'with' if args.visual else 'no'} keyframe vectors  "
           f"page cache dropped: {'yes' if result['dropped_caches'] else 'no (not permitted)'}")
-    print(f"{'path':<16} {'cold s':>8} {'warm s':>8}")
+    print(f"{'path':<16} {'cold s':>8} {'warm s':>8} {'warm CPU s':>11}")
     for name in paths:
-        print(f"{name:<16} {result[name]['cold']:>8.2f} {result[name]['warm']:>8.2f}")
+        r = result[name]
+        print(f"{name:<16} {r['cold']:>8.2f} {r['warm']:>8.2f} {r['cpu']:>11.2f}")
     print(f"speed-up (old/new): cold {old_t['cold'] / new['cold']:.1f}x, "
-          f"warm {old_t['warm'] / new['warm']:.1f}x")
+          f"warm {old_t['warm'] / new['warm']:.1f}x, warm CPU {old_t['cpu'] / new['cpu']:.1f}x")
     for name, value in base.items():
         print(f"floor: {name:<22} {value:.2f} s")
     print("results identical to the old path:", "yes" if not differ else f"NO: {differ}")

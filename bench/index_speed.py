@@ -11,10 +11,13 @@ that changes every 20 s. In one process and one run:
    the screen-text size (indexer.decode.sample_frames, as signals.ChunkContext does) and its
    audio with the overlap (indexer.audio.decode_audio);
 2. the real pipeline end to end (indexer.pipeline.index_video, in-process, default settings,
-   a fresh SQLite home): speech, screen text, text embeddings, chapters, index sync.
+   a fresh SQLite home): speech, screen text, text embeddings, chapters, index sync;
+3. each signal alone over the first chunk, one after another, for its CPU seconds (in 2 the
+   signals share the cores, so the process's CPU clock cannot be split between them).
 
 Printed: x realtime of each and their ratio (on a shared machine the ratio is the figure to
-compare), the time per signal, and this process's RSS after every --rss-every chunks (it must
+compare), CPU seconds (this process and its Tesseract children: on a shared machine the
+stable figure), the time per signal, and this process's RSS after every --rss-every chunks (it must
 stay flat). The visual-embedding signal is left off (CHRONOSCOPE_VISUAL__ENABLED=false), as
 are Qwen3-VL captions (no model configured): this measures the CPU signals."""
 
@@ -170,10 +173,32 @@ def load_models() -> None:
     from model import embed, ocr, speech
     settings = Settings()
     speech.model_id(settings), embed.model_id(settings), ocr.model_id(settings)
+    embed.embed(["warm up"], settings=settings)     # the document backend loads on first use
 
 
-def end_to_end(path: Path, rss_every: int, times: dict) -> tuple[float, list]:
-    rss: list[tuple[int, float]] = []
+def per_signal(settings: Settings, vid: str, path: Path) -> None:
+    """Each signal alone (with its embeddings) over the indexed video's first chunk, one after
+    another: their CPU seconds, which the end-to-end run, where they share the cores, cannot
+    split. Nothing is stored but the shots, as the run stored them."""
+    from indexer.plan import plan_chunks
+    from indexer.probe import probe
+    times: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    info = probe(path, settings.decode)
+    span = plan_chunks(info.duration_ms, length_ms=round(settings.chunk.length_s * 1000))[0]
+    ctx = signals.ChunkContext(settings, vid, path, span, info.duration_ms, info.has_audio)
+    timed(times, "decode", ctx.frames)()
+    for name in signals.enabled(settings, has_audio=info.has_audio):
+        timed(times, name, signals.produce)(name, ctx)
+    for name, (wall, cpu) in times.items():
+        seconds = (span.end_ms - span.start_ms) / 1000
+        print(f"  {name:<12} {wall:7.1f} s wall {cpu:7.1f} CPU-s  "
+              f"{seconds / max(cpu, 1e-9):7.1f} video s per CPU-s")
+
+
+def end_to_end(path: Path, args, times: dict, decode_s: float) -> None:
+    """Index the video in a fresh home (profiled with --profile), report, then time each
+    signal alone in the same home."""
+    rss: list[float] = []
 
     def progress(done_ms: int, total_ms: int, stage: str | None) -> None:
         # A chunk ends where the next one starts decoding, or where finalize begins.
@@ -181,18 +206,48 @@ def end_to_end(path: Path, rss_every: int, times: dict) -> tuple[float, list]:
             return
         chunk_ms = settings.chunk.length_s * 1000
         done, total = math.ceil(done_ms / chunk_ms), math.ceil(total_ms / chunk_ms)
-        if done % rss_every == 0 or done == total:
-            rss.append((done, rss_mb()))
-            print(f"  chunk {done}/{total}: RSS {rss[-1][1]:.0f} MB, "
+        if done % args.rss_every == 0 or done == total:
+            rss.append(rss_mb())
+            print(f"  chunk {done}/{total}: RSS {rss[-1]:.0f} MB, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
 
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home))
         vid = pipeline.add_video(settings, path)
+        profiler = None
+        if args.profile:
+            import cProfile
+            profiler = cProfile.Profile()
+            profiler.enable()
         start, cpu = time.perf_counter(), cpu_s()
         pipeline.index_video(settings, vid, on_progress=progress)
-        times["total"] = [time.perf_counter() - start, cpu_s() - cpu]
-        return times["total"][0], rss
+        total = [time.perf_counter() - start, cpu_s() - cpu]
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        report(args.minutes * 60, decode_s, total, times, rss)
+        print(f"each signal alone on the first chunk ({settings.chunk.length_s:.0f} s), with "
+              "its embeddings; decode = the chunk's frames, shared by the frame signals:")
+        per_signal(settings, vid, path)
+
+
+def report(duration: int, decode_s: float, total: list[float], times: dict,
+           rss: list[float]) -> None:
+    elapsed = total[0]
+    print(f"end to end: {elapsed:.1f} s = {duration / elapsed:.1f}x realtime "
+          f"({decode_s / elapsed:.2f} of decode-only speed); load average "
+          f"{os.getloadavg()[0]:.1f}")
+    load = times.pop("model load")
+    print(f"  CPU: {total[1]:.1f} CPU-s = {duration / total[1]:.1f} video s per CPU-s "
+          f"(x realtime if it had one core to itself)")
+    print(f"  (model load before it, not included: {load[0]:.1f} s wall, {load[1]:.1f} CPU-s)")
+    # Signals run side by side, so their wall times overlap and the process's CPU clock
+    # cannot be split between them here: their CPU comes from the pass after.
+    print("  wall time inside each step (speech, screen text and their embeddings overlap):")
+    for name, (wall, _) in sorted(times.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {name:<12} {wall:7.1f} s wall  {duration / max(wall, 1e-9):7.1f}x realtime")
+    print(f"RSS MB per chunk: {', '.join(f'{r:.0f}' for r in rss)}; peak {max(rss):.0f}, "
+          f"after first chunk {rss[0]:.0f}, ratio {max(rss) / rss[0]:.2f}", flush=True)
 
 
 def main() -> None:
@@ -216,30 +271,7 @@ def main() -> None:
     # Models load once per process: timed apart, so a short run is not mostly loading.
     timed(times, "model load", load_models)()
     instrument(times)
-    if args.profile:
-        import cProfile
-        profiler = cProfile.Profile()
-        elapsed, rss = profiler.runcall(end_to_end, video, args.rss_every, times)
-        profiler.dump_stats(args.profile)
-    else:
-        elapsed, rss = end_to_end(video, args.rss_every, times)
-    print(f"end to end: {elapsed:.1f} s = {duration / elapsed:.1f}x realtime "
-          f"({decode_s / elapsed:.2f} of decode-only speed); load average "
-          f"{os.getloadavg()[0]:.1f}")
-    load, total = times.pop("model load"), times.pop("total")
-    print(f"  CPU: {total[1]:.1f} CPU-s = {duration / total[1]:.1f} video s per CPU-s "
-          f"(x realtime if it had one core to itself)")
-    print(f"  (model load before it, not included: {load[0]:.1f} s wall, {load[1]:.1f} CPU-s)")
-    other = [elapsed - sum(w for w, _ in times.values()),
-             total[1] - sum(c for _, c in times.values())]
-    rows = [*sorted(times.items(), key=lambda kv: -kv[1][1]), ("other", other)]
-    for name, (wall, cpu) in rows:
-        print(f"  {name:<12} {wall:7.1f} s wall {cpu:7.1f} CPU-s  "
-              f"{duration / max(wall, 1e-9):7.1f}x realtime  {100 * wall / elapsed:4.0f}%")
-    values = [r for _, r in rss]
-    print(f"RSS MB per chunk: {', '.join(f'{r:.0f}' for r in values)}; "
-          f"peak {max(values):.0f}, after first chunk {values[0]:.0f}, "
-          f"ratio {max(values) / values[0]:.2f}")
+    end_to_end(video, args, times, decode_s)
 
 
 if __name__ == "__main__":

@@ -87,10 +87,33 @@ class VisualSettings(BaseModel):
     # 0.15 CPU-s per image at 16, 0.12 at 32).
     batch_size: int = Field(32, ge=1)
     cpu_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="image-text model on a CPU: auto = bfloat16 where the CPU "
-        "multiplies bfloat16 natively (AMX or AVX512-BF16), else float32")
+        "auto", description="image tower on a CPU (text queries stay float32): auto = "
+        "bfloat16 where the CPU multiplies bfloat16 natively (AMX or AVX512-BF16), else float32")
     frame_side: int = Field(448, ge=32, description="Qwen3-VL-Embedding: longest side of a "
                             "frame, px")
+
+
+X264_PRESETS = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                      "slower", "veryslow"]
+
+
+class ClipSettings(BaseModel):
+    # A clip is cut while the request waits: its length bounds the work one request causes.
+    max_length_s: float = Field(600.0, gt=0, description="longest clip one request may cut")
+    preset: X264_PRESETS = Field("veryfast", description="libx264 preset when re-encoding")
+    crf: int = Field(20, ge=0, le=51, description="libx264 quality when re-encoding")
+    max_concurrent: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 2),
+                                ge=1, description="clips cut at once by one API process; "
+                                "more wait, then get 503 + Retry-After")
+    queue_wait_s: float = Field(2.0, ge=0)
+
+
+class PreviewSettings(BaseModel):
+    enabled: bool = Field(True, description="make a browser-playable H.264/AAC preview at "
+                          "index time for files a browser cannot play (AVI, MPEG-4 part 2...)")
+    max_height: int = Field(480, ge=64, le=4320, description="preview lines at most")
+    preset: X264_PRESETS = "veryfast"
+    crf: int = Field(26, ge=0, le=51)
 
 
 class SearchSettings(BaseModel):
@@ -175,6 +198,8 @@ class Settings(BaseSettings):
     embed: EmbedSettings = EmbedSettings()
     visual: VisualSettings = VisualSettings()
     search: SearchSettings = SearchSettings()
+    clip: ClipSettings = ClipSettings()
+    preview: PreviewSettings = PreviewSettings()
     api: ApiSettings = ApiSettings()
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()

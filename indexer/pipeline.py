@@ -118,12 +118,13 @@ def plan(settings: Settings, video_id: str) -> int:
     return len(spans)
 
 
-# long: one unit after another, each with its progress, skip and deletion check
+# long: the units side by side, each stored with its progress, skip and deletion check
 def index_chunk(settings: Settings, video_id: str, idx: int,
                 on_progress: Progress | None = None) -> int:
     """Run every enabled signal over one chunk, skipping the units already finished with the
-    same model; returns the number of units computed. Progress (seconds and stage) is
-    stored before each unit, so even a one-chunk video moves."""
+    same model; returns the number of units computed. Progress is stored as the units go
+    (the frames decoded, then each unit stored), in seconds with the stage waited on, so even
+    a one-chunk video moves."""
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         chunk = s.get(Chunk, (video_id, idx))
@@ -133,24 +134,33 @@ def index_chunk(settings: Settings, video_id: str, idx: int,
         done = queries.finished_runs(s, video_id=video_id, chunk_idx=idx)
         path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
     computed = 0
-    context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
     enabled = signals.enabled(settings, has_audio=has_audio)
-    todo = [(n, sig, model) for n, sig in enumerate(enabled)
-            if (sig, model := signals.model_id(settings, sig)) not in done]
+    todo = {sig: model for sig in enabled
+            if (sig, model := signals.model_id(settings, sig)) not in done}
+    waiting = list(todo)        # in the order they are stored: the one waited on first
+
+    def decoded() -> None:      # on a signal's thread: the frames are in, the signals run
+        if waiting:
+            _progress(settings, video_id, signals.stage_of(waiting[0]), on_progress,
+                      chunk_idx=idx, fraction=enabled.index(waiting[0]) / len(enabled))
+    reads_frames = any(signals.reads_frames(sig) for sig in todo)
+    context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio,
+                                   on_decoded=decoded if reads_frames else None)
     with damage.recording() as seen:
-        if any(signals.reads_frames(sig) for _, sig, _ in todo):
-            _progress(settings, video_id, DECODE, on_progress, chunk_idx=idx)
-            context.frames()          # decoded once for every signal that reads them
-        for n, signal, model_id in todo:
-            _still_there(settings, video_id)     # deleted meanwhile: stop at this unit
-            _progress(settings, video_id, signals.stage_of(signal), on_progress,
-                      chunk_idx=idx, fraction=n / len(enabled))
-            segments, vectors, embed_model = signals.produce(signal, context)
+        if waiting:
+            _progress(settings, video_id, DECODE if reads_frames else
+                      signals.stage_of(waiting[0]), on_progress, chunk_idx=idx)
+        for signal, (segments, vectors, embed_model) in signals.produce_each(list(todo), context):
+            model_id = todo[signal]
+            _still_there(settings, video_id)     # deleted meanwhile: store nothing more
             with session_scope(settings) as s:
                 queries.replace_unit(s, video_id=video_id, chunk_idx=idx, signal=signal,
                                      model_id=model_id, segments=segments, embeddings=vectors,
                                      embed_model=embed_model, kind=signals.kind_of(signal))
             computed += 1
+            waiting.remove(signal)
+            if waiting:
+                decoded()
     note = damage.note(seen, span.start_ms, span.end_ms)
     with session_scope(settings) as s:
         if note:      # locked: chunks of one video finish in parallel
@@ -178,11 +188,13 @@ def _still_there(settings: Settings, video_id: str) -> None:
 
 
 def finalize(settings: Settings, video_id: str, on_progress: Progress | None = None) -> None:
-    """Chapters and summary, vectors in step with the database, status ready."""
-    from indexer import chapters, index_sync   # only needed at the end
+    """Chapters and summary, vectors in step with the database, a browser-playable preview
+    if the file needs one, status ready."""
+    from indexer import chapters, index_sync, preview   # only needed at the end
     _progress(settings, video_id, FINALIZE, on_progress)
     chapters.build_summary(settings, video_id)
     index_sync.sync(settings)
+    preview.make(settings, video_id)
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         video.status, video.error, video.stage = READY, None, None
@@ -215,14 +227,16 @@ def index_video(settings: Settings, video_id: str,
 
 
 def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:
-    """Rows (segments, chunks, summaries by cascade), vectors, and the stored file when
-    chronoscope owns it (an upload in its media directory; never a user's own file)."""
-    from indexer import index_sync
+    """Rows (segments, chunks, summaries by cascade), vectors, the preview, and the stored
+    file when chronoscope owns it (an upload in its media directory; never a user's own
+    file)."""
+    from indexer import index_sync, preview
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id, tenant=tenant)
         path = Path(video.path)
         s.delete(video)
     index_sync.sync(settings)
+    preview.delete(settings.media_dir, video_id)
     media = settings.media_dir.resolve()
     if path.is_relative_to(media):
         path.unlink(missing_ok=True)

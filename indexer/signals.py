@@ -3,6 +3,10 @@ thumbnails) and visual events, a registry of small classes behind one Protocol. 
 the chunk's media into segments that the chunk owns; `pipeline` stores them unit by unit. A
 new signal is one more class in SIGNALS."""
 
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -27,7 +31,9 @@ class ChunkContext:
     span: ChunkSpan
     duration_ms: int
     has_audio: bool
+    on_decoded: Callable[[], None] | None = None      # told once the frames are in
     _frames: list[Frame] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def read_range(self) -> tuple[int, int]:
@@ -37,7 +43,12 @@ class ChunkContext:
         # Screen text needs legible frames and Qwen3-VL resizes on its own, so one pass at
         # the larger size of the signals that run serves both (a GPU worker, captions only,
         # decodes at the caption size). Only the chunk's own span is read: on-screen text is
-        # clipped to the span anyway and visual windows tile it.
+        # clipped to the span anyway and visual windows tile it. Locked: signals running side
+        # by side share the one decode.
+        with self._lock:
+            return self._decoded()
+
+    def _decoded(self) -> list[Frame]:
         if self._frames is None:
             s = self.settings
             sides = [sig.frame_side(s) for sig in SIGNALS if sig.runs(s, has_audio=self.has_audio)]
@@ -45,12 +56,15 @@ class ChunkContext:
             self._frames = list(sample_frames(self.path, start_ms=self.span.start_ms,
                                               end_ms=self.span.end_ms, fps=s.decode.fps,
                                               max_side=max(sides, default=s.decode.max_side)))
+            if self.on_decoded:
+                self.on_decoded()
         return self._frames
 
 
 class Signal(Protocol):
     """One kind of segment a chunk yields. The pipeline runs every signal whose `runs` is
-    true, in registry order, once per chunk and model id."""
+    true once per chunk and model id, side by side (see produce_each), and stores their
+    segments in registry order."""
     name: str
     stage: str       # what a video's progress says while it runs
 
@@ -137,6 +151,7 @@ class ScreenText:
 class VisualCaptions:
     name = VISUAL
     stage = "captions"
+    reads_stored = True     # the chunk's speech, stored before it runs
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return bool(settings.qwen.model)
@@ -245,6 +260,23 @@ def produce(signal: str, ctx: ChunkContext) -> tuple[list[Segment], np.ndarray |
         return own(ctx)
     segments = run(signal, ctx)
     return (segments, *embed(ctx.settings, segments))
+
+
+def produce_each(names: list[str], ctx: ChunkContext
+                 ) -> Iterator[tuple[str, tuple[list[Segment], np.ndarray | None, str | None]]]:
+    """(name, produce(name)) for each signal, in the order given. Signals that read no other
+    signal's stored output all start at once on threads (Whisper's CTranslate2, Tesseract's
+    processes and torch release the GIL, so speech and screen text share the cores); one
+    that does runs when its turn comes, after the caller stored those before it."""
+    ahead = [n for n in names if not getattr(BY_NAME[n], "reads_stored", False)]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(ahead)), thread_name_prefix="signal")
+    try:
+        # Each thread runs in a copy of this context: damage.recording() sees its decodes.
+        started = {n: pool.submit(copy_context().run, produce, n, ctx) for n in ahead}
+        for name in names:
+            yield name, started[name].result() if name in started else produce(name, ctx)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stored(ctx: ChunkContext, kind: str, *, before: bool = False) -> list[Segment]:

@@ -97,7 +97,30 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.nd
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
-class MiniLMNumpy:
+class Layers:
+    """Dense and layer-norm steps over named weights `w` (float32 views), as the numpy
+    encoders here share them."""
+    w: dict[str, np.ndarray]
+    eps: float
+    heads: int
+
+    def _p(self, name: str) -> np.ndarray:
+        return np.asarray(self.w[name], np.float32)
+
+    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
+        return x @ self._p(f"{name}.weight").T + self._p(f"{name}.bias")
+
+    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
+        return layer_norm(x, self._p(f"{name}.weight"), self._p(f"{name}.bias"), self.eps)
+
+    def _split(self, x: np.ndarray, name: str) -> np.ndarray:
+        """x projected by `name`, (n, t, d) -> (n, heads, t, d / heads)."""
+        n, t, d = x.shape
+        return self._dense(x, name).reshape(n, t, self.heads, d // self.heads) \
+            .transpose(0, 2, 1, 3)
+
+
+class MiniLMNumpy(Layers):
     """The Transformer + Pooling (+ Normalize) of a sentence-transformers BERT model."""
 
     def __init__(self, path: Path):
@@ -121,24 +144,10 @@ class MiniLMNumpy:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(limit)
 
-    def _p(self, name: str) -> np.ndarray:
-        return np.asarray(self.w[name], np.float32)
-
-    def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x @ self._p(f"{name}.weight").T + self._p(f"{name}.bias")
-
-    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
-        return layer_norm(x, self._p(f"{name}.weight"), self._p(f"{name}.bias"), self.eps)
-
     def _attention(self, x: np.ndarray, bias: np.ndarray, name: str) -> np.ndarray:
         n, t, d = x.shape
-        h = self.heads
-
-        def split(part):   # (n, t, d) -> (n, heads, t, d / heads)
-            return self._dense(x, f"{name}.self.{part}").reshape(n, t, h, d // h) \
-                .transpose(0, 2, 1, 3)
-        q, k, v = split("query"), split("key"), split("value")
-        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(d // h)) + bias
+        q, k, v = (self._split(x, f"{name}.self.{part}") for part in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(d // self.heads)) + bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
         ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(n, t, d)

@@ -23,7 +23,7 @@ import numpy as np
 from core.config import Settings, get_settings
 from core.errors import ModelUnavailable
 from core.types import Frame
-from model import base
+from model import base, siglip_numpy
 from model.resolve import Source, looks_like_path, resolve
 
 SOURCE = Source(
@@ -98,8 +98,12 @@ class ClipBackend:
         if self.device == "cpu" and (cpu_dtype == "bfloat16" or
                                      (cpu_dtype == "auto" and base.cpu_bf16_native())):
             # Twice the float32 speed where the CPU has bf16 units; embeddings stay within
-            # cosine 0.9999 of float32 ones (bench/visual_throughput.py).
-            self.model = self.model.to(torch.bfloat16)
+            # cosine 0.9999 of float32 ones (bench/visual_throughput.py). The image side
+            # only: a text query is one short sequence, and in float32 it equals the numpy
+            # text tower a search runs (model.siglip_numpy).
+            for part in ("vision_model", "visual_projection"):
+                if hasattr(self.model, part):
+                    getattr(self.model, part).to(torch.bfloat16)
         self.dim = int(self.texts(["a"], 1).shape[1])
 
     def images(self, images: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -226,22 +230,43 @@ class VisualEmbedder(base.InferenceModel):
                 str(settings.model_cache))
 
     def load(self, settings: Settings) -> None:
-        v = settings.visual
-        if not v.enabled:
-            raise ModelUnavailable("visual search is turned off: set "
-                                   "CHRONOSCOPE_VISUAL__ENABLED=true to embed keyframes")
-        try:
-            path = resolve(v.model, SOURCE, cache_dir=settings.model_cache, revision=v.revision)
-        except ModelUnavailable as e:
-            raise ModelUnavailable(f"no image-text model for visual search: {e}") from None
-        kind = v.backend
-        if kind == "auto":
-            kind = "qwen" if _model_type(path) in QWEN_TYPES else "clip"
-        self.backend = QwenBackend(path, v.frame_side) if kind == "qwen" else \
-            ClipBackend(path, v.cpu_dtype)
+        path, kind, self.model_id = _resolved(settings)
+        self.backend = (QwenBackend(path, settings.visual.frame_side) if kind == "qwen"
+                        else ClipBackend(path, settings.visual.cpu_dtype))
         self.dim = self.backend.dim
-        name = v.model.strip() or SOURCE.default
-        self.model_id = base.model_id(Path(name).name if looks_like_path(name) else name, path)
+
+
+class TextQuery(base.InferenceModel):
+    """The text tower for queries: SigLIP's in numpy (model.siglip_numpy) where the
+    checkpoint allows, so a text search among keyframes loads no torch; else the full
+    model's."""
+    backend: Backend | siglip_numpy.SiglipTextNumpy
+
+    key = staticmethod(VisualEmbedder.key)
+
+    def load(self, settings: Settings) -> None:
+        path, kind, self.model_id = _resolved(settings)
+        if kind == "clip" and siglip_numpy.supports(path):
+            self.backend = siglip_numpy.SiglipTextNumpy(path)
+        else:
+            self.backend = VisualEmbedder.get(settings).backend
+
+
+def _resolved(settings: Settings) -> tuple[Path, str, str]:
+    """(the checkpoint directory, 'qwen' or 'clip', the model id of its vectors)."""
+    v = settings.visual
+    if not v.enabled:
+        raise ModelUnavailable("visual search is turned off: set "
+                               "CHRONOSCOPE_VISUAL__ENABLED=true to embed keyframes")
+    try:
+        path = resolve(v.model, SOURCE, cache_dir=settings.model_cache, revision=v.revision)
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"no image-text model for visual search: {e}") from None
+    kind = v.backend
+    if kind == "auto":
+        kind = "qwen" if _model_type(path) in QWEN_TYPES else "clip"
+    name = v.model.strip() or SOURCE.default
+    return path, kind, base.model_id(Path(name).name if looks_like_path(name) else name, path)
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -251,6 +276,12 @@ def _settings(settings: Settings | None) -> Settings:
 def model_id(settings: Settings | None = None) -> str:
     """Provenance of the vectors: stored with every visual embedding."""
     return VisualEmbedder.get(_settings(settings)).model_id
+
+
+def query_model_id(settings: Settings | None = None) -> str:
+    """The same id as model_id, without loading the image tower where numpy runs the text
+    one."""
+    return TextQuery.get(_settings(settings)).model_id
 
 
 def dim(settings: Settings | None = None) -> int:
@@ -268,7 +299,7 @@ IMAGE = (20.0, -17.0)
 def text_calibration(settings: Settings | None = None) -> tuple[float, float]:
     """(scale, bias) that turn a text-keyframe cosine into the probability of a match:
     SigLIP's own trained logit scale and bias, or DEFAULT_TEXT for other models."""
-    return VisualEmbedder.get(_settings(settings)).backend.calibration or DEFAULT_TEXT
+    return TextQuery.get(_settings(settings)).backend.calibration or DEFAULT_TEXT
 
 
 def embed_images(images: Sequence[Image], settings: Settings | None = None) -> np.ndarray:
@@ -284,10 +315,10 @@ def embed_images(images: Sequence[Image], settings: Settings | None = None) -> n
 def embed_texts(texts: Sequence[str], settings: Settings | None = None) -> np.ndarray:
     """(len(texts), dim) float32 unit rows: queries, in the same space as the images."""
     settings = _settings(settings)
-    model = VisualEmbedder.get(settings)
+    backend = TextQuery.get(settings).backend
     if not texts:
-        return np.zeros((0, model.dim), np.float32)
-    return _unit(model.backend.texts(list(texts), settings.visual.batch_size))
+        return np.zeros((0, backend.dim), np.float32)
+    return _unit(backend.texts(list(texts), settings.visual.batch_size))
 
 
 def embed_clips(clips: Sequence[Clip], settings: Settings | None = None) -> np.ndarray:

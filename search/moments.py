@@ -50,13 +50,20 @@ def _meet(a: tuple | None, b: tuple | None) -> tuple | None:
 
 
 def _near(row, g: dict, gap: int) -> bool:
-    """Whether a segment may join a moment. Screen text joins a moment of screen text only
-    when on screen with it (another line of the same slide): the next slide or the next
-    reading of a clock is another text, and must not stretch the bounds of the one that
-    matched. Speech, and screen text beside speech, group within the gap."""
-    if row.kind == SCREEN_TEXT and all(t[0].kind == SCREEN_TEXT for t in g["items"]):
-        return row.start_ms < g["end"] and row.end_ms > g["start"]
-    return row.start_ms <= g["end"] + gap and row.end_ms >= g["start"] - gap
+    """Whether a segment may join a moment. Screen text joins a moment while on screen with
+    it (another line of the same slide), or beside one of its phrases (the line said, then
+    shown): the next slide or the next reading of a clock is another text, and must not
+    stretch the bounds of the one that matched, even once speech joined. Speech groups
+    within the gap."""
+    if row.kind == SCREEN_TEXT:
+        return row.start_ms < g["end"] and row.end_ms > g["start"] or any(
+            t[0].kind != SCREEN_TEXT and _within(row, t[0].start_ms, t[0].end_ms, gap)
+            for t in g["items"])
+    return _within(row, g["start"], g["end"], gap)
+
+
+def _within(row, start: int, end: int, gap: int) -> bool:
+    return row.start_ms <= end + gap and row.end_ms >= start - gap
 
 
 def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:

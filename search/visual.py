@@ -35,8 +35,8 @@ def model_id(settings: Settings, *, required: bool = False) -> str | None:
     from model import visual
     if not required and reader.size(settings, VISUAL) == 0:
         return None
-    try:
-        return visual.model_id(settings)
+    try:   # a text query needs only the text tower (model.visual.TextQuery)
+        return visual.model_id(settings) if required else visual.query_model_id(settings)
     except ModelUnavailable as e:
         if required:     # the user's fix (another query) as much as the operator's
             raise BadQuery(f"search by image needs the image-text model: {e}") from None

@@ -17,7 +17,10 @@ from test_search import DECOY, DISTRACTORS, QUERY, RED_CAR, TARGET, add_video, v
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "sentence_transformers", "transformers", "faster_whisper", "ctranslate2",
-         "pytesseract", "av", "PIL", "scipy", "sklearn", "celery", "fastapi", "uvicorn")
+         "pytesseract", "av", "PIL", "scipy", "sklearn", "celery", "fastapi", "uvicorn",
+         # nor what a search on a migrated SQLite library with no Hugging Face cache has no
+         # use for: the migration tool, the Postgres driver, the hub's API
+         "alembic", "psycopg", "huggingface_hub.hf_api")
 # Runs the CLI in this process and reports which heavy modules it imported.
 PROBE = """
 import json, sys
@@ -45,8 +48,11 @@ def library(sqlite_settings, vec):  # noqa: F811
     return sqlite_settings
 
 
-def cli_search(home: Path, tmp_path: Path, *args) -> tuple[list, dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
+def cli_search(home: Path, tmp_path: Path, *args, env: dict | None = None
+               ) -> tuple[list, dict]:
+    """`env`: more CHRONOSCOPE_ settings than the data directory."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")},
+           **(env or {})}
     env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
     report = tmp_path / "probe.json"
     proc = subprocess.run([sys.executable, "-c", PROBE, str(report), "search", *args, "--json"],
@@ -76,7 +82,22 @@ def test_cli_search_loads_no_torch_and_matches_the_torch_path(library, tmp_path,
 
 def test_cli_search_with_filters_and_no_library(tmp_path):
     """An empty data directory: the query is still embedded (numpy), nothing is found, and
-    still nothing heavy is imported."""
+    still nothing heavy is imported but alembic, which creates the new database."""
     got, probe = cli_search(tmp_path / "empty", tmp_path, "anything at all", "--kind", "speech",
                             "--start", "1", "--end", "9")
-    assert got == [] and probe["heavy"] == []
+    assert got == [] and probe["heavy"] == ["alembic"]
+
+
+def test_a_model_in_the_hub_cache_is_still_found_there(tmp_path):
+    """The cache folder checked before importing the hub's API is the hub's own layout: a
+    snapshot there resolves (from the cache, not the offline package)."""
+    from model.resolve import resolve
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    assert resolve("", embed.SOURCE, cache_dir=tmp_path) == snapshot
+    assert resolve("", embed.SOURCE, cache_dir=tmp_path / "other") != snapshot

@@ -52,16 +52,9 @@ def test_concurrent_first_migrations_all_succeed(empty_url):
 def test_duplicate_content_stops_the_upgrade_with_a_reason(tmp_path):
     """A database that already holds two videos of one content (made before the unique
     index) is not silently changed: the upgrade stops and says what to do."""
-    from alembic import command
-    from alembic.config import Config
-
     from store import db
-    engine = create_engine(f"sqlite:///{tmp_path / 'index.db'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    engine = _sqlite_at(tmp_path, "0002")
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
         for vid in ("a", "b"):
             conn.execute(text(
                 "INSERT INTO videos (id, tenant, filename, path, sha256, size_bytes, status, "
@@ -70,4 +63,49 @@ def test_duplicate_content_stops_the_upgrade_with_a_reason(tmp_path):
                 "'2026-01-01', '2026-01-01')"), {"id": vid})
     with pytest.raises(RuntimeError, match="2 videos of the same content"):
         db.migrate(engine)
+    engine.dispose()
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    from store import db
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    return cfg
+
+
+def _sqlite_at(tmp_path, revision: str):
+    """A new SQLite database upgraded by alembic to `revision`."""
+    from alembic import command
+    engine = create_engine(f"sqlite:///{tmp_path / 'index.db'}")
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
+def test_the_head_read_from_the_files_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    from store import db
+    assert db.head_revision() == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def test_an_older_schema_is_upgraded_and_one_at_head_is_left_alone(tmp_path):
+    """The cheap version check skips only a database at head: one at 0005 still gets the
+    0006 columns."""
+    from store import db
+    engine = _sqlite_at(tmp_path, "0005")
+    assert "container" not in {c["name"] for c in inspect(engine).get_columns("videos")}
+    db.migrate(engine)
+    assert "container" in {c["name"] for c in inspect(engine).get_columns("videos")}
+    with engine.begin() as conn:      # a schema at head is not touched: not even re-stamped
+        conn.execute(text("DROP TABLE shots"))
+    db.migrate(engine)
+    assert "shots" not in inspect(engine).get_table_names()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).all() == \
+               [(db.head_revision(),)]
     engine.dispose()

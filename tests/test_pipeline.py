@@ -2,6 +2,8 @@
 a crash without redoing finished chunks, and no duplicates."""
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +99,29 @@ def test_crash_mid_video_resumes_without_redoing_finished_chunks(settings, clip,
     pipeline.index_video(settings, vid)
     assert {idx for idx, _ in calls} == {2, 3}          # chunks 0 and 1 were not redone
     assert [r[1:] for r in rows(settings, vid)] == expected
+
+
+def test_speech_and_screen_text_of_a_chunk_run_side_by_side(sqlite_settings, clip, monkeypatch):
+    """Both start at once on their own threads (their models release the GIL) and both are
+    stored."""
+    spans, real_run = {}, signals.run
+
+    def timed_run(signal, ctx):
+        start = time.perf_counter()
+        try:
+            return real_run(signal, ctx)
+        finally:
+            spans[signal] = (start, time.perf_counter(), threading.current_thread().name)
+
+    monkeypatch.setattr(signals, "run", timed_run)
+    vid = pipeline.add_video(sqlite_settings, clip)
+    pipeline.index_video(sqlite_settings, vid)
+    (a0, a1, a_thread), (b0, b1, b_thread) = spans[SPEECH], spans[SCREEN_TEXT]
+    assert a0 < b1 and b0 < a1 and a_thread != b_thread, spans
+    with session_scope(sqlite_settings) as s:
+        assert {r.signal for r in s.query(ChunkRun).filter_by(video_id=vid)} >= {SPEECH,
+                                                                                 SCREEN_TEXT}
+    assert any(r[1] == SPEECH for r in rows(sqlite_settings, vid))
 
 
 def test_screen_text_is_owned_by_the_chunk_it_starts_in(sqlite_settings, media):

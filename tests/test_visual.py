@@ -89,7 +89,8 @@ def test_bfloat16_on_cpu_stays_close_to_float32_on_real_frames(siglip, media):
     bf16 = siglip.model_copy(update={"visual": siglip.visual.model_copy(
         update={"cpu_dtype": "bfloat16"})})
     backend = visual.VisualEmbedder.get(bf16).backend
-    assert backend.model.dtype == torch.bfloat16
+    assert backend.model.vision_model.dtype == torch.bfloat16
+    assert backend.model.text_model.dtype == torch.float32     # as model.siglip_numpy
     assert backend.calibration == visual.VisualEmbedder.get(siglip).backend.calibration
     want, got = visual.embed_images(frames, siglip), visual.embed_images(frames, bf16)
     assert got.dtype == np.float32 and len(got) == len(frames) >= 9
@@ -101,7 +102,7 @@ def test_bfloat16_on_cpu_stays_close_to_float32_on_real_frames(siglip, media):
     from model import base
     auto = siglip.model_copy(update={"visual": siglip.visual.model_copy(
         update={"cpu_dtype": "auto"})})
-    assert visual.VisualEmbedder.get(auto).backend.model.dtype == \
+    assert visual.VisualEmbedder.get(auto).backend.model.vision_model.dtype == \
         (torch.bfloat16 if base.cpu_bf16_native() else torch.float32)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from core.config import Settings
+from model.ocr.engine import words as tesseract_words
 
 Box = tuple[int, int, int, int]   # x0, y0, x1, y1 in frame pixels
 
@@ -59,9 +60,7 @@ def keep_line(words: list[str], confs: list[float], settings: Settings) -> bool:
 
 def _tesseract(image: Image.Image, settings: Settings, origin: tuple[int, int],
                scale: float) -> list[tuple[str, Box]]:
-    import pytesseract
-    data = pytesseract.image_to_data(image, lang=settings.ocr.languages, config="--psm 11",
-                                     output_type=pytesseract.Output.DICT)
+    data = tesseract_words(image, settings)
     lines: dict[tuple, list[int]] = {}
     for i, word in enumerate(data["text"]):
         if word.strip() and float(data["conf"][i]) >= 0 and re.search(r"\w", word):
@@ -123,13 +122,14 @@ def read_lines(gray: np.ndarray, settings: Settings, *, origin: tuple[int, int] 
                scale: float = 1.0, rgb: np.ndarray | None = None) -> list[tuple[str, Box]]:
     """The plausible lines in a greyscale picture, in reading order, with their boxes in the
     coordinates of the frame it was cut from (at `origin`, before `scale`). With `rgb` (the
-    same picture in colour), a picture where the plain read keeps nothing is read again as
-    binarised variants when it holds light, text-like strokes and the plain read found no
-    line of several words."""
+    same picture in colour), a picture that holds light, text-like strokes is read again as
+    binarised variants, and the first that reads more words than the plain read wins."""
     out = _tesseract(_resized(Image.fromarray(gray), scale), settings, origin, scale)
     words = sum(len(text.split()) for text, _ in out)
-    # Only a word or two read: a title in display type may be what the plain read missed.
-    if words <= len(out) and rgb is not None:
+    # Light text on a busy or graded background: the plain read's global threshold loses
+    # words where the background brightens; the binarised variants (only where light,
+    # text-like strokes are) read them, and titles in display type.
+    if rgb is not None:
         for image, k in _variants(rgb, scale):
             found = _tesseract(_resized(image, k), settings, origin, k)
             if sum(len(text.split()) for text, _ in found) > words:

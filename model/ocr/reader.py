@@ -13,7 +13,10 @@ from core.config import Settings
 from model.ocr.lines import Box, read_lines
 
 CELL = 4               # change detection works on CELL x CELL pixel means
-CHANGED = 12.0         # a cell whose mean grey moves this much changed (codec noise is less)
+# A cell whose mean grey moves this much changed. x264 refines a still slide over the frames
+# after a cut and at each keyframe, moving 4x4 means up to ~16 along glyph edges; a clock's
+# digit ticking moves them 40+ (bench/RESULTS.md, "Indexing speed").
+CHANGED = 24.0
 FULL_READ = 0.25       # changed more than this share of the frame: read it all
 MARGIN = 12            # px around a changed area, so a crop holds whole glyphs
 MAX_UPSCALE = 3.0      # small frames are enlarged toward ocr.max_side, at most this much:
