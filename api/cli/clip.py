@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import JsonOpt, app, die, emit
+from api.cli.common import JsonOpt, TenantOpt, app, die, emit, tenant_of
 from core.config import get_settings
 from core.errors import BadInput, BadQuery, NotFound
 
@@ -19,16 +19,16 @@ def clip(video_id: str,
          start: Annotated[float, typer.Argument(help="seconds")],
          end: Annotated[float, typer.Argument(help="seconds")],
          output: Annotated[Path, typer.Option("-o", "--output", help="the MP4 to write")],
-         as_json: JsonOpt = False) -> None:
+         tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Cut [START, END) seconds out of a video as an MP4, frame-accurate (stream-copied when
     START falls on a keyframe, otherwise re-encoded)."""
     from indexer import clip as clips
     from store import queries
     from store.db import session_scope
-    settings = get_settings()
+    settings, who = get_settings(), tenant_of(tenant)
     try:
         with session_scope(settings) as s:
-            video = queries.get_video(s, video_id)
+            video = queries.resolve_video(s, video_id, tenant=who)
             path, duration_ms = Path(video.path), video.duration_ms
         out = clips.cut(path, output, start, end, settings, duration_ms)
     except BadQuery as e:
