@@ -110,7 +110,7 @@ class ErrorOut(BaseModel):
 
 def errors(*codes: int) -> dict:
     """The documented error answers of a route."""
-    text = {400: "refused input (a webhook_url that may not be called)",
+    text = {400: "refused input (a malformed multipart body, a webhook_url that may not be called)",
             401: "no or bad API key", 404: "no such video for this tenant",
             413: "the file is over the upload limit", 415: "not a multipart upload",
             422: "bad input", 503: "a dependency is unavailable; retry later"}

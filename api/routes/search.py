@@ -35,7 +35,7 @@ def search(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
                     ground=ground, like=like)
 
 
-@router.post("/v1/search", response_model=SearchOut, responses=errors(401, 404, 422, 503),
+@router.post("/v1/search", response_model=SearchOut, responses=errors(400, 401, 404, 422, 503),
              dependencies=[SearchSlot])
 def search_by_image(tenant: TenantDep, session: SessionDep, settings: SettingsDep,
                     image: Annotated[UploadFile, File(description="a picture to look for")],
