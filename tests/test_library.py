@@ -92,7 +92,7 @@ def test_keys_list_revoke_and_prefixes_over_http(library):
     assert listed[0]["last_used_at"] is None and listed[0]["revoked_at"] is None
     with serve(_app(home)) as base, httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {created['key']}"}) as client:
-        videos = client.get("/v1/videos").json()
+        videos = client.get("/v1/videos").json()["videos"]
         assert {v["tenant"] for v in videos} == {"alpha"} and len(videos) == 3
         got = client.get(f"/v1/videos/{alpha['id'][:6]}")
         assert got.status_code == 200 and got.json()["id"] == alpha["id"]
