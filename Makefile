@@ -26,6 +26,8 @@ demo: setup
 	.venv/bin/chronoscope search "someone stole the royal jewels" -k 3
 	.venv/bin/chronoscope search "title of the example film" -k 3
 	.venv/bin/chronoscope search "a car driving past" -k 3   # visual space, when a model resolves
+	@echo "web page: .venv/bin/chronoscope keys create default, then .venv/bin/chronoscope serve"
+	@echo "and open http://127.0.0.1:8000/ with that key (the demo's videos are in tenant default)"
 
 test: setup
 	bash tests/web/setup.sh

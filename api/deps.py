@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from api.media_tokens import media_token_ok, server_secret
@@ -54,7 +55,7 @@ def get_tenant(settings: SettingsDep, bearer: BearerDep, header: HeaderKeyDep) -
     key = _presented_key(bearer, header)
     if not key:
         raise _unauthorized("an API key is required: send 'Authorization: Bearer KEY' or "
-                            "'X-API-Key: KEY' (create one with `chronoscope keys TENANT`)")
+                            "'X-API-Key: KEY' (create one with `chronoscope keys create TENANT`)")
     with session_scope(settings) as s:
         tenant = keys.tenant_for_key(s, key=key)
     if tenant is None:
@@ -69,11 +70,37 @@ VideoIdPath = Annotated[str, Path(pattern=VIDEO_ID, description="video id")]
 
 
 def get_video(video_id: VideoIdPath, tenant: TenantDep, session: SessionDep) -> Video:
-    """The tenant's video or NotFound (404): another tenant's video does not exist for it."""
-    return queries.get_video(session, video_id, tenant=tenant)
+    """The tenant's video, by its id or a unique prefix of it; NotFound (404): another
+    tenant's video does not exist for it; an ambiguous prefix is a 422 naming the videos."""
+    return queries.resolve_video(session, video_id, tenant=tenant)
 
 
 VideoDep = Annotated[Video, Depends(get_video)]
+VideoIds = Annotated[list[Annotated[str, StringConstraints(pattern=VIDEO_ID)]] | None,
+                     Query(description="video ids (or unique prefixes)")]
+Like = Annotated[str | None, Query(max_length=100, pattern=r"^[0-9A-Za-z_-]{1,64}@[0-9.]+$",
+                                   description="VIDEO_ID@SECONDS: moments that look like it")]
+
+
+def get_video_filter(tenant: TenantDep, session: SessionDep, video: VideoIds = None
+                     ) -> list[str] | None:
+    """The `video=` filter of a search as full ids, each resolved like a path's id."""
+    return [queries.resolve_video(session, ref, tenant=tenant).id for ref in video] \
+        if video else None
+
+
+def get_like(tenant: TenantDep, session: SessionDep, like: Like = None
+             ) -> tuple[str, int] | None:
+    """`like=VIDEO@SECONDS` as (full video id, t_ms), the id resolved like a path's id."""
+    if like is None:
+        return None
+    from search import visual
+    ref, t_ms = visual.parse_like(like)
+    return queries.resolve_video(session, ref, tenant=tenant).id, t_ms
+
+
+VideoFilterDep = Annotated[list[str] | None, Depends(get_video_filter)]
+LikeDep = Annotated[tuple[str, int] | None, Depends(get_like)]
 
 
 def get_media_video(video_id: VideoIdPath, settings: SettingsDep, api: ApiSettingsDep,

@@ -22,13 +22,16 @@ class SignalOut(BaseModel):
 
 class VideoOut(BaseModel):
     id: str
+    tenant: str
     filename: str
     status: Literal["queued", "processing", "interrupted", "ready", "failed"]
     error: str | None
     notes: list[str]
     duration: float | None
-    progress: float
-    eta_s: float | None
+    progress: float                # percent of the duration, as progress_s
+    progress_s: float              # seconds of the video indexed so far
+    stage: Literal["decode", "speech", "text", "visual", "captions", "finalize"] | None
+    eta_s: float | None            # from seconds indexed per second since the plan began
     chunks_done: int
     chunks_total: int
     signals: list[SignalOut]
@@ -132,8 +135,9 @@ class ErrorOut(BaseModel):
 
 def errors(*codes: int) -> dict:
     """The documented error answers of a route (api.errors.document makes every one JSON)."""
-    text = {400: "refused input: a webhook_url that may not be called, a page_token that "
-                 "is not this list's (invalid_page_token), a malformed Range",
+    text = {400: "refused input: a malformed multipart body, a webhook_url that may not be "
+                 "called, a page_token that is not this list's (invalid_page_token), a "
+                 "malformed Range",
             401: "no or bad API key", 404: "no such video for this tenant",
             413: "the file is over the upload limit", 415: "not a multipart upload",
             416: "range not satisfiable",

@@ -1,4 +1,4 @@
-"""A video as the API shows it: the shared JSON plus size, ETA, signals and signed media
+"""A video as the API shows it: the shared JSON plus size, signals and signed media
 URLs: the original (`media_url`) and what a browser can play (`playback_url`: the preview
 made at index time when the original cannot play, else the original)."""
 
@@ -11,19 +11,8 @@ from sqlalchemy.orm import Session
 from api.media_tokens import media_token, server_secret
 from indexer.preview import preview_path
 from store import queries
-from store.schema import PROCESSING, Video
+from store.schema import Video
 from store.serialize import video_json
-
-
-def eta_s(video: Video, now: datetime) -> float | None:
-    # Throughput so far (queue wait included) times what is left: rough, but it only ever
-    # uses what the database knows, so every API replica says the same.
-    if video.status != PROCESSING or not video.chunks_done or not video.chunks_total:
-        return None
-    created = video.created_at if video.created_at.tzinfo else \
-        video.created_at.replace(tzinfo=timezone.utc)
-    elapsed = max(0.0, (now - created).total_seconds())
-    return round(elapsed / video.chunks_done * (video.chunks_total - video.chunks_done), 1)
 
 
 def videos_out(request: Request, session: Session, videos: list[Video]) -> list[dict]:
@@ -38,7 +27,7 @@ def videos_out(request: Request, session: Session, videos: list[Video]) -> list[
         media_url = f"/v1/videos/{v.id}/media?token={token}"
         playback = f"/v1/videos/{v.id}/playback?token={token}" \
             if preview_path(settings.media_dir, v.id).is_file() else media_url
-        out.append({**video_json(v), "size_bytes": v.size_bytes, "eta_s": eta_s(v, now),
+        out.append({**video_json(v, now), "size_bytes": v.size_bytes,
                     "signals": signals[v.id], "media_url": media_url, "playback_url": playback})
     return out
 

@@ -89,8 +89,10 @@ def main() -> None:
         vid = pipeline.add_video(settings, video)
         samples: list[tuple[int, float]] = []
         start = time.perf_counter()
-        pipeline.index_video(settings, vid,
-                             on_progress=lambda done, total: samples.append((done, rss_mb())))
+        # A chunk ends where the next one starts decoding, or where finalize begins.
+        pipeline.index_video(settings, vid, on_progress=lambda done_ms, _total, stage: (
+            samples.append((done_ms, rss_mb())) if stage in ("decode", "finalize") and done_ms
+            else None))
         elapsed = time.perf_counter() - start
     first = samples[0][1]
     peak = max(r for _, r in samples[1:]) if len(samples) > 1 else first

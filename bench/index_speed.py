@@ -22,6 +22,7 @@ stay flat). The visual-embedding signal is left off (CHRONOSCOPE_VISUAL__ENABLED
 are Qwen3-VL captions (no model configured): this measures the CPU signals."""
 
 import argparse
+import math
 import os
 import resource
 import sys
@@ -199,7 +200,12 @@ def end_to_end(path: Path, args, times: dict, decode_s: float) -> None:
     signal alone in the same home."""
     rss: list[float] = []
 
-    def progress(done: int, total: int) -> None:
+    def progress(done_ms: int, total_ms: int, stage: str | None) -> None:
+        # A chunk ends where the next one starts decoding, or where finalize begins.
+        if stage not in ("decode", "finalize") or not done_ms:
+            return
+        chunk_ms = settings.chunk.length_s * 1000
+        done, total = math.ceil(done_ms / chunk_ms), math.ceil(total_ms / chunk_ms)
         if done % args.rss_every == 0 or done == total:
             rss.append(rss_mb())
             print(f"  chunk {done}/{total}: RSS {rss[-1]:.0f} MB, "

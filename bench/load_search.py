@@ -5,7 +5,7 @@
 
 Loopback only, bounded: it creates a fresh Postgres database on the local server
 (CHRONOSCOPE_TEST_PG, default postgres@127.0.0.1:5432), indexes one short sample video with
-`chronoscope index`, makes a key with `chronoscope keys`, starts `chronoscope serve` on a free
+`chronoscope index`, makes a key with `chronoscope keys create`, starts `chronoscope serve` on a free
 127.0.0.1 port, warms the search path with one query, then fires the fixed number of
 searches at once while probing /healthz every 50 ms, for at most --seconds. Everything it
 made (server, database, data directory) is removed afterwards.
@@ -128,7 +128,7 @@ def run(env: dict, home: Path, args) -> dict:
 
     print("indexing", args.video.name, "...", flush=True)
     chronoscope("index", str(args.video), "--json", timeout=600)
-    key = json.loads(chronoscope("keys", "default", "--json").stdout)["key"]
+    key = json.loads(chronoscope("keys", "create", "default", "--json").stdout)["key"]
     port = free_port()
     log = open(home / "serve.log", "w")
     server = subprocess.Popen(cli() + ["serve", "--host", "127.0.0.1", "--port", str(port)],

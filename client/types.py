@@ -7,6 +7,7 @@ from typing import Literal, TypedDict
 
 Kind = Literal["speech", "screen_text", "visual"]
 Status = Literal["queued", "processing", "interrupted", "ready", "failed"]
+Stage = Literal["decode", "speech", "text", "visual", "captions", "finalize"]
 
 
 class Signal(TypedDict):
@@ -17,12 +18,15 @@ class Signal(TypedDict):
 
 class Video(TypedDict):
     id: str
+    tenant: str
     filename: str
     status: Status
     error: str | None
     notes: list[str]
     duration: float | None
     progress: float
+    progress_s: float
+    stage: Stage | None
     eta_s: float | None
     chunks_done: int
     chunks_total: int

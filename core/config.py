@@ -190,6 +190,8 @@ class Settings(BaseSettings):
     # The command line's client side: with a server, its commands go over HTTP (the SDK).
     server: str = Field("", description="a chronoscope server's URL for the CLI (--server)")
     api_key: str = Field("", description="the API key the CLI sends to that server")
+    # The command line's library; the HTTP API takes the tenant from the API key instead.
+    tenant: str = Field("default", description="tenant the CLI works in (--tenant)")
 
     decode: DecodeSettings = DecodeSettings()
     chunk: ChunkSettings = ChunkSettings()

@@ -3,7 +3,8 @@
 ChronoscopeError
 ├── BadInput          the user's input cannot be used (their fix: another file, another query)
 │   ├── BadVideo      unreadable, truncated, no video stream, unsupported codec, absurd size
-│   └── BadQuery      bad time range, unknown kind, empty query
+│   ├── BadQuery      bad time range, unknown kind, empty query
+│   └── AmbiguousId   an id prefix that several videos share (the message lists them)
 ├── NotFound          no such video
 ├── ModelUnavailable  weights could not be resolved; the message says how to provide them
 └── TransientError    worth a retry (database or broker hiccup)
@@ -27,6 +28,10 @@ class BadVideo(BadInput):
 
 
 class BadQuery(BadInput):
+    pass
+
+
+class AmbiguousId(BadInput):
     pass
 
 

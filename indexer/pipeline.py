@@ -18,9 +18,12 @@ from indexer.plan import ChunkSpan, plan_chunks
 from indexer.probe import check_file, probe
 from store import leases, queries
 from store.db import session_scope
-from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, Video
+from store.schema import FAILED, PROCESSING, QUEUED, READY, Chunk, Video, utcnow
 
 log = logging.getLogger(__name__)
+# (ms of video indexed, duration ms, stage): what a progress bar shows
+Progress = Callable[[int, int, str | None], None]
+DECODE, FINALIZE = "decode", "finalize"      # the stages around the signals' own
 
 
 def file_sha256(path: Path) -> str:
@@ -74,14 +77,15 @@ def release(settings: Settings, video_id: str) -> None:
 def fail(settings: Settings, video_id: str, reason: str) -> None:
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
-        video.status, video.error = FAILED, reason
+        video.status, video.error, video.stage = FAILED, reason, None
 
 
 def plan(settings: Settings, video_id: str) -> int:
     """Probe the file and store its chunk plan; returns the number of chunks. A video whose
     file cannot be used is marked failed with the reason, and BadVideo is raised."""
     with session_scope(settings) as s:
-        path = queries.get_video(s, video_id).path
+        video = queries.get_video(s, video_id)
+        path, video.stage, video.started_at = video.path, DECODE, utcnow()
     try:
         info = probe(Path(path), settings.decode)
         spans = plan_chunks(info.duration_ms, length_ms=round(settings.chunk.length_s * 1000),
@@ -105,6 +109,7 @@ def plan(settings: Settings, video_id: str) -> int:
             video.notes = video.notes[:len(video.notes) - len(damaged)]
             # The plan changed (new chunk length): old units no longer line up, start over.
             queries.drop_plan(s, video_id=video_id)
+            video.progress_ms = 0
             s.add_all(Chunk(video_id=video_id, idx=c.idx, start_ms=c.start_ms, end_ms=c.end_ms)
                       for c in spans)
         video.chunks_total = len(spans)
@@ -113,9 +118,13 @@ def plan(settings: Settings, video_id: str) -> int:
     return len(spans)
 
 
-def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
+# long: the units side by side, each stored with its progress, skip and deletion check
+def index_chunk(settings: Settings, video_id: str, idx: int,
+                on_progress: Progress | None = None) -> int:
     """Run every enabled signal over one chunk, skipping the units already finished with the
-    same model; returns the number of units computed."""
+    same model; returns the number of units computed. Progress is stored as the units go
+    (the frames decoded, then each unit stored), in seconds with the stage waited on, so even
+    a one-chunk video moves."""
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
         chunk = s.get(Chunk, (video_id, idx))
@@ -125,11 +134,22 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
         done = queries.finished_runs(s, video_id=video_id, chunk_idx=idx)
         path, duration_ms, has_audio = Path(video.path), video.duration_ms, video.has_audio
     computed = 0
-    context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio)
-    todo = {signal: signals.model_id(settings, signal)
-            for signal in signals.enabled(settings, has_audio=has_audio)}
-    todo = {signal: model_id for signal, model_id in todo.items() if (signal, model_id) not in done}
+    enabled = signals.enabled(settings, has_audio=has_audio)
+    todo = {sig: model for sig in enabled
+            if (sig, model := signals.model_id(settings, sig)) not in done}
+    waiting = list(todo)        # in the order they are stored: the one waited on first
+
+    def decoded() -> None:      # on a signal's thread: the frames are in, the signals run
+        if waiting:
+            _progress(settings, video_id, signals.stage_of(waiting[0]), on_progress,
+                      chunk_idx=idx, fraction=enabled.index(waiting[0]) / len(enabled))
+    reads_frames = any(signals.reads_frames(sig) for sig in todo)
+    context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio,
+                                   on_decoded=decoded if reads_frames else None)
     with damage.recording() as seen:
+        if waiting:
+            _progress(settings, video_id, DECODE if reads_frames else
+                      signals.stage_of(waiting[0]), on_progress, chunk_idx=idx)
         for signal, (segments, vectors, embed_model) in signals.produce_each(list(todo), context):
             model_id = todo[signal]
             _still_there(settings, video_id)     # deleted meanwhile: store nothing more
@@ -138,6 +158,9 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
                                      model_id=model_id, segments=segments, embeddings=vectors,
                                      embed_model=embed_model, kind=signals.kind_of(signal))
             computed += 1
+            waiting.remove(signal)
+            if waiting:
+                decoded()
     note = damage.note(seen, span.start_ms, span.end_ms)
     with session_scope(settings) as s:
         if note:      # locked: chunks of one video finish in parallel
@@ -148,36 +171,46 @@ def index_chunk(settings: Settings, video_id: str, idx: int) -> int:
     return computed
 
 
+def _progress(settings: Settings, video_id: str, stage: str | None,
+              on_progress: Progress | None = None, **where) -> None:
+    """Store the stage and seconds done (queries.set_progress) and tell the caller."""
+    with session_scope(settings) as s:
+        video = queries.set_progress(s, video_id=video_id, stage=stage, **where)
+        shown = (video.progress_ms, video.duration_ms or 0, stage) if video else None
+    if on_progress and shown:
+        on_progress(*shown)
+
+
 def _still_there(settings: Settings, video_id: str) -> None:
     """NotFound once the video is deleted: its running work stops at the next unit."""
     with session_scope(settings) as s:
         queries.get_video(s, video_id)
 
 
-def finalize(settings: Settings, video_id: str) -> None:
+def finalize(settings: Settings, video_id: str, on_progress: Progress | None = None) -> None:
     """Chapters and summary, vectors in step with the database, a browser-playable preview
     if the file needs one, status ready."""
     from indexer import chapters, index_sync, preview   # only needed at the end
+    _progress(settings, video_id, FINALIZE, on_progress)
     chapters.build_summary(settings, video_id)
     index_sync.sync(settings)
     preview.make(settings, video_id)
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id)
-        video.status, video.error = READY, None
+        video.status, video.error, video.stage = READY, None, None
+        video.progress_ms = video.duration_ms or 0
 
 
 def index_video(settings: Settings, video_id: str,
-                on_progress: Callable[[int, int], None] | None = None) -> None:
+                on_progress: Progress | None = None) -> None:
     """The whole pipeline in this process (claim it first to make a death resumable). A
     user-facing failure marks the video failed and is raised; chunks already finished are
     kept, so a later run resumes after them."""
     try:
         total = plan(settings, video_id)
         for idx in range(total):
-            index_chunk(settings, video_id, idx)
-            if on_progress:
-                on_progress(idx + 1, total)
-        finalize(settings, video_id)
+            index_chunk(settings, video_id, idx, on_progress)
+        finalize(settings, video_id, on_progress)
     except BadVideo:
         raise
     except ChronoscopeError as e:

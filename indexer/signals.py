@@ -4,7 +4,7 @@ the chunk's media into segments that the chunk owns; `pipeline` stores them unit
 new signal is one more class in SIGNALS."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ class ChunkContext:
     span: ChunkSpan
     duration_ms: int
     has_audio: bool
+    on_decoded: Callable[[], None] | None = None      # told once the frames are in
     _frames: list[Frame] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -55,6 +56,8 @@ class ChunkContext:
             self._frames = list(sample_frames(self.path, start_ms=self.span.start_ms,
                                               end_ms=self.span.end_ms, fps=s.decode.fps,
                                               max_side=max(sides, default=s.decode.max_side)))
+            if self.on_decoded:
+                self.on_decoded()
         return self._frames
 
 
@@ -63,6 +66,7 @@ class Signal(Protocol):
     true once per chunk and model id, side by side (see produce_each), and stores their
     segments in registry order."""
     name: str
+    stage: str       # what a video's progress says while it runs
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         """Whether it runs for a video at all (enabled, audio present, model configured)."""
@@ -83,6 +87,7 @@ class Signal(Protocol):
 
 class Speech:
     name = SPEECH
+    stage = "speech"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return settings.speech.enabled and has_audio
@@ -108,6 +113,7 @@ class Speech:
 
 class ScreenText:
     name = SCREEN_TEXT
+    stage = "text"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return settings.ocr.enabled
@@ -144,6 +150,7 @@ class ScreenText:
 
 class VisualCaptions:
     name = VISUAL
+    stage = "captions"
     reads_stored = True     # the chunk's speech, stored before it runs
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
@@ -179,6 +186,7 @@ class VisualEmbed:
     visual whose vectors are the visual space's own, not the text embedder's."""
     name = keyframes.VISUAL_EMBED
     kind = VISUAL
+    stage = "visual"
 
     def runs(self, settings: Settings, *, has_audio: bool) -> bool:
         return True       # shots and thumbnails for every video; embeddings when possible
@@ -227,6 +235,15 @@ def model_id(settings: Settings, signal: str) -> str:
 
 def run(signal: str, ctx: ChunkContext) -> list[Segment]:
     return BY_NAME[signal].run(ctx)
+
+
+def stage_of(signal: str) -> str:
+    return BY_NAME[signal].stage
+
+
+def reads_frames(signal: str) -> bool:
+    """Whether it reads the chunk's decoded frames (speech reads only audio)."""
+    return signal != SPEECH
 
 
 def kind_of(signal: str) -> str:

@@ -8,12 +8,15 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from core import types
-from core.errors import NotFound
+from core.errors import AmbiguousId, NotFound
 from store.schema import (PROCESSING, QUEUED, Chunk, ChunkRun, Segment, Shot, Summary, Video,
                           utcnow)
 
 # Under every driver's parameter limit, for IN lists built from a page of ids.
 _IN_BATCH = 900
+# The shortest id prefix accepted (16^4 ids: unique in a library of hundreds), and how many
+# candidates an ambiguous one names.
+MIN_PREFIX, _SHOWN = 4, 10
 
 
 def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> Video:
@@ -21,6 +24,30 @@ def get_video(session: Session, video_id: str, *, tenant: str | None = None) -> 
     if video is None or (tenant is not None and video.tenant != tenant):
         raise NotFound(f"no video with id {video_id}")
     return video
+
+
+def resolve_video(session: Session, ref: str, *, tenant: str) -> Video:
+    """The tenant's video whose id is `ref` or starts with it (at least MIN_PREFIX
+    characters): what a person types. Another tenant's video is not there (NotFound, never a
+    hint); a prefix that several share is AmbiguousId, naming them."""
+    video = session.get(Video, ref)
+    if video is not None and video.tenant == tenant:
+        return video
+    if len(ref) >= MIN_PREFIX:
+        # substr, not LIKE: '_' is a wildcard there and SQLite's LIKE ignores case.
+        found = session.scalars(select(Video).where(
+            Video.tenant == tenant, func.substr(Video.id, 1, len(ref)) == ref)
+            .order_by(Video.created_at).limit(_SHOWN + 1)).all()
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(f"{v.id} ({v.filename})" for v in found[:_SHOWN])
+            more = " and more" if len(found) > _SHOWN else ""
+            raise AmbiguousId(f"id prefix {ref} matches several videos: {names}{more}; "
+                              "give more characters")
+    hint = f" (an id prefix needs at least {MIN_PREFIX} characters)" \
+        if len(ref) < MIN_PREFIX else ""
+    raise NotFound(f"no video with id {ref}{hint}")
 
 
 def find_video(session: Session, *, video_id: str) -> Video | None:
@@ -141,16 +168,43 @@ def recount_done(session: Session, *, video_id: str) -> None:
     """Progress is derived from the chunks, so a retried or resumed chunk never counts twice.
     A chunk counts once all its planned work is in: with captions in the video's plan, that
     includes them, which workers write in a later, slower stage than the chunk's CPU
-    signals."""
+    signals. Seconds indexed are the counted chunks' spans (at least: see set_progress)."""
     video = session.get(Video, video_id)
-    stmt = select(func.count()).select_from(Chunk).where(Chunk.video_id == video_id,
-                                                         Chunk.done_at.is_not(None))
-    if video is not None and video.captions:
-        captioned = select(ChunkRun.chunk_idx).where(ChunkRun.video_id == video_id,
+    if video is None:
+        return
+    spans = _counted_spans(session, video)
+    video.chunks_done = len(spans)
+    video.progress_ms = max(video.progress_ms or 0,
+                            min(video.duration_ms or 0, sum(spans.values())))
+
+
+def _counted_spans(session: Session, video: Video) -> dict[int, int]:
+    """The length (ms) of each chunk that counts as done, by index."""
+    stmt = select(Chunk.idx, Chunk.end_ms - Chunk.start_ms).where(
+        Chunk.video_id == video.id, Chunk.done_at.is_not(None))
+    if video.captions:
+        captioned = select(ChunkRun.chunk_idx).where(ChunkRun.video_id == video.id,
                                                      ChunkRun.signal == types.VISUAL)
         stmt = stmt.where(Chunk.idx.in_(captioned))
-    session.execute(update(Video).where(Video.id == video_id)
-                    .values(chunks_done=session.scalar(stmt)))
+    return dict(session.execute(stmt).all())
+
+
+def set_progress(session: Session, *, video_id: str, stage: str | None,
+                 chunk_idx: int | None = None, fraction: float = 0.0) -> Video | None:
+    """Record the stage that runs now and, inside a chunk, the fraction of its units done,
+    as seconds of video: the counted chunks plus that part of this one. Never goes back
+    (chunks of one video may run in parallel on workers); a new plan starts it over."""
+    video = session.get(Video, video_id)
+    if video is None:
+        return None
+    spans = _counted_spans(session, video)
+    done = sum(spans.values())
+    if chunk_idx is not None and chunk_idx not in spans:
+        chunk = session.get(Chunk, (video_id, chunk_idx))
+        done += round((chunk.end_ms - chunk.start_ms) * fraction) if chunk else 0
+    video.progress_ms = max(video.progress_ms or 0, min(video.duration_ms or 0, done))
+    video.stage = stage
+    return video
 
 
 def get_segments(session: Session, *, video_id: str, start_ms: int | None = None,

@@ -47,6 +47,10 @@ class Video(Base):
     captions: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Seconds of video indexed (ms) and what runs now, per unit of work (migration 0007).
+    progress_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    stage: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Chunks sent to the broker so far, in index order (workers/flow.py: the window).
     chunks_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # PyAV's name for the probed container (migration 0006): what the media is served as.
@@ -150,6 +154,7 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Webhook(Base):

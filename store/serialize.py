@@ -1,18 +1,35 @@
 """Rows as JSON, the one shape the CLI, the HTTP API and webhooks all show. Times are
 seconds with millisecond precision."""
 
+from datetime import datetime, timezone
+
 from core.times import seconds
 from store.leases import shown_status
-from store.schema import Segment, Video
+from store.schema import PROCESSING, READY, Segment, Video
 
 
-def video_json(v: Video) -> dict:
-    return {"id": v.id, "filename": v.filename, "status": shown_status(v),
+def video_json(v: Video, now: datetime | None = None) -> dict:
+    done_ms = v.duration_ms if v.status == READY else (v.progress_ms or 0)
+    status = shown_status(v)
+    running = status == PROCESSING         # not an interrupted run's last stage
+    return {"id": v.id, "tenant": v.tenant, "filename": v.filename, "status": status,
             "duration": seconds(v.duration_ms), "error": v.error, "notes": list(v.notes or []),
-            "progress": round(100 * v.chunks_done / v.chunks_total, 1) if v.chunks_total else 0.0,
+            "progress": round(100 * done_ms / v.duration_ms, 1) if v.duration_ms else 0.0,
+            "progress_s": seconds(done_ms or 0), "stage": v.stage if running else None,
+            "eta_s": eta_s(v, now or datetime.now(timezone.utc)) if running else None,
             "chunks_done": v.chunks_done, "chunks_total": v.chunks_total,
             "width": v.width, "height": v.height, "has_audio": v.has_audio,
             "created_at": v.created_at.isoformat() if v.created_at else None}
+
+
+def eta_s(v: Video, now: datetime) -> float | None:
+    """Seconds until done at the pace so far (seconds of video per second since the plan
+    began); known from the first unit of work on, None before and once it is over."""
+    if v.status != PROCESSING or not v.progress_ms or not v.duration_ms or not v.started_at:
+        return None
+    started = v.started_at if v.started_at.tzinfo else v.started_at.replace(tzinfo=timezone.utc)
+    elapsed = max(0.0, (now - started).total_seconds())
+    return round(elapsed / v.progress_ms * max(0, v.duration_ms - v.progress_ms), 1)
 
 
 def segment_json(seg: Segment) -> dict:

@@ -132,7 +132,10 @@ def test_a_tenant_never_sees_another_tenants_video(service):
     for client, own in ((alpha, a), (beta, b)):
         moments = client.get("/v1/search", params={"q": words, "k": 50}).json()["moments"]
         assert moments and {m["video_id"] for m in moments} == {own}
-    assert beta.get("/v1/search", params={"q": words, "video": a}).json()["moments"] == []
+    # another tenant's video named in a filter is no video at all, as in a path
+    assert beta.get("/v1/search", params={"q": words, "video": a}).status_code == 404
+    assert beta.get("/v1/search", params={"q": words, "video": a[:6]}).status_code == 404
+    assert beta.get("/v1/search", params={"like": f"{a[:6]}@2"}).status_code == 404
     assert alpha.get(f"/v1/videos/{a}").status_code == 200     # still there
 
 

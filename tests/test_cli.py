@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "api.cli"]
 
 
-def run(home: Path, *args, check=True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
-    env.update(CHRONOSCOPE_HOME=str(home), HF_HUB_OFFLINE="1")
+def run(home: Path, *args, check=True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")},
+           "CHRONOSCOPE_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     proc = subprocess.run([*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -51,8 +52,10 @@ def test_bad_files_fail_clearly_and_good_ones_still_index(media, tmp_path):
     assert len(failed) == 5 and all(v["error"] for v in failed)
     assert "empty.mp4" not in {v["filename"] for v in failed}
     # a human run prints one error line per bad file and no traceback
+    # the path as typed, and the reason without the file name again
     human = run(tmp_path / "home2", "index", str(bad["empty"][0]), check=False)
-    assert human.returncode == 1 and human.stderr.startswith("error: empty.mp4: ")
+    assert human.returncode == 1
+    assert human.stderr.startswith(f"error: {bad['empty'][0]}: the file is empty")
 
 
 def test_corrupt_middle_still_indexes(media, tmp_path):
@@ -60,16 +63,30 @@ def test_corrupt_middle_still_indexes(media, tmp_path):
     assert json.loads(proc.stdout)["status"] == "ready"
 
 
-def test_every_sample_indexes(media, tmp_path):
-    files = sorted(p for p in media.iterdir() if p.suffix in (".mp4", ".webm", ".avi"))
-    assert len(files) == 6
-    proc = run(tmp_path / "home", "index", *map(str, files), "--json")
-    results = json.loads(proc.stdout)
-    assert [r["status"] for r in results] == ["ready"] * 6, results
+def test_a_folder_indexes_in_one_command(media, tmp_path):
+    """`index DIR`: every video file inside, recursively (not the .vtt or .md beside them),
+    a result line per file as it ends, named as typed; again, all already indexed."""
+    typed = "../shared/media"                     # relative to the CLI's working directory
+    assert (ROOT / typed).resolve() == media.resolve()
+    names = sorted(p.name for p in media.iterdir() if p.suffix in (".mp4", ".webm", ".avi"))
+    assert len(names) == 6
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")}
+    proc = subprocess.Popen([*CLI, "index", typed], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env={**env, "CHRONOSCOPE_HOME": str(home), "HF_HUB_OFFLINE": "1"})
+    arrived = [(time.monotonic(), line) for line in proc.stdout if not line.startswith(" ")]
+    ended = time.monotonic()
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    assert [line.split()[-1] for _, line in arrived] == [f"{typed}/{n}" for n in names]
+    assert all("  ready  " in line for _, line in arrived)
+    assert ended - arrived[0][0] > 5         # the first line came as its file ended
+    results = json.loads(run(home, "list", "--json").stdout)
+    assert sorted(r["filename"] for r in results) == names
     for r in results:
-        assert r["duration"] > 5 and r["error"] is None
+        assert r["status"] == "ready" and r["duration"] > 5 and r["error"] is None
         # every video has chapters that tile its whole duration: no gap, no overlap
-        summary = json.loads(run(tmp_path / "home", "summary", r["id"], "--json").stdout)
+        summary = json.loads(run(home, "summary", r["id"][:6], "--json").stdout)
         chapters = summary["chapters"]
         assert chapters and summary["summary"], summary
         assert chapters[0]["start"] == 0 and chapters[-1]["end"] == r["duration"]
@@ -79,7 +96,9 @@ def test_every_sample_indexes(media, tmp_path):
         for c in chapters:
             t_ms = int(c["thumbnail"].removeprefix(f"/v1/videos/{r['id']}/thumbnails/")
                        .removesuffix(".jpg"))
-            assert (tmp_path / "home" / "media" / "thumbs" / r["id"] / f"{t_ms}.jpg").is_file()
+            assert (home / "media" / "thumbs" / r["id"] / f"{t_ms}.jpg").is_file()
+    again = run(home, "index", typed, f"{typed}/{names[0][:3]}*").stdout.splitlines()
+    assert len(again) == 7 and all("  already indexed  " in line for line in again)
 
 
 def test_segments_export_search_delete(media, tmp_path):

@@ -193,7 +193,7 @@ def test_cli_clip(media, tmp_path):
                               env=env, capture_output=True, text=True, timeout=120)
 
     out = tmp_path / "moment.mp4"
-    proc = run(video_id, "10.5", "16", "-o", str(out), "--json")      # across a keyframe
+    proc = run(video_id[:6], "10.5", "16", "-o", str(out), "--json")  # a prefix; across a keyframe
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["mode"] == "smart" and report["output"] == str(out)

@@ -257,3 +257,32 @@ def test_frames_are_decoded_at_the_size_the_running_signals_need(sqlite_settings
     assert side(s) == 640
     assert side(cpu_settings(s)) == 640
     assert side(gpu_settings(s)) == 160
+
+
+def test_a_one_chunk_video_moves_through_its_stages(sqlite_settings, clip):
+    """Progress is stored per unit of work, in seconds of video with the stage, so a short
+    one-chunk file moves before it is done; the video JSON shows it with an ETA."""
+    from store.serialize import video_json
+    s = sqlite_settings
+    vid = pipeline.add_video(s, clip)
+    seen = []
+
+    def record(done_ms, total_ms, stage):
+        with session_scope(s) as sess:
+            seen.append((done_ms, total_ms, stage, video_json(queries.get_video(sess, vid))))
+    pipeline.index_video(s, vid, on_progress=record)
+    stages = [stage for _, _, stage, _ in seen]
+    assert stages == ["decode", "speech", "text", "visual", "finalize"]
+    done = [ms for ms, _, _, _ in seen]
+    total = seen[0][1]
+    assert 6000 <= total <= 6400 and done == sorted(done)
+    assert 0 < done[2] < done[3] < total        # inside the one chunk, per signal
+    for ms, _, stage, shown in seen:            # what the database says at that moment
+        assert shown["stage"] == stage and shown["progress_s"] == ms / 1000
+        assert shown["progress"] == round(100 * ms / total, 1)
+        assert (shown["eta_s"] is not None) == (ms > 0)   # from the first unit done on
+        assert (shown["eta_s"] == 0) == (ms == total)
+    with session_scope(s) as sess:
+        final = video_json(queries.get_video(sess, vid))
+    assert final["stage"] is None and final["eta_s"] is None
+    assert final["progress"] == 100.0 and final["progress_s"] == final["duration"]

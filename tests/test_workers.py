@@ -127,9 +127,17 @@ def cluster(pg_template, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(cluster, media):
     """A video indexed by a worker without interruption: what every recovery must match."""
-    vid = upload(cluster.client("ref"), media)
+    client = cluster.client("ref")
+    vid = upload(client, media)
+    seen = []          # progress as the API shows it while the workers index (seconds, stage)
+    wait_for(lambda: seen.append(client.get(f"/v1/videos/{vid}").json()) or
+             seen[-1]["status"] in ("ready", "failed"), timeout=150, what="the reference",
+             interval=0.05)
     video = cluster.wait_done(vid)
     assert video.status == READY, video.error
+    moving = [v for v in seen if 0 < v["progress_s"] < video.duration_ms / 1000]
+    assert moving and all(v["stage"] and v["eta_s"] is not None for v in moving), seen
+    assert [v["progress_s"] for v in seen] == sorted(v["progress_s"] for v in seen)
     segments = cluster.segments(vid)
     assert segments and any(kind == "speech" for _, kind, *_ in segments)
     return vid, segments

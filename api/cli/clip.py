@@ -5,9 +5,9 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import JsonOpt, app, die, emit, fetch
+from api.cli.common import JsonOpt, TenantOpt, app, die, emit, fetch, tenant_of
 from core.config import get_settings
-from core.errors import BadInput, BadQuery, NotFound
+from core.errors import BadInput, NotFound
 
 
 HOW = {"copy": "stream copy", "smart": "head re-encoded up to the next keyframe, the rest "
@@ -19,16 +19,16 @@ def clip(video_id: str,
          start: Annotated[float, typer.Argument(help="seconds")],
          end: Annotated[float, typer.Argument(help="seconds")],
          output: Annotated[Path, typer.Option("-o", "--output", help="the MP4 to write")],
-         as_json: JsonOpt = False) -> None:
+         tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Cut [START, END) seconds out of a video as an MP4, frame-accurate (stream-copied when
     START falls on a keyframe, otherwise re-encoded)."""
     def local() -> dict:
         from indexer import clip as clips
         from store import queries
         from store.db import session_scope
-        settings = get_settings()
+        settings, who = get_settings(), tenant_of(tenant)
         with session_scope(settings) as s:
-            video = queries.get_video(s, video_id)
+            video = queries.resolve_video(s, video_id, tenant=who)
             path, duration_ms = Path(video.path), video.duration_ms
         out = clips.cut(path, output, start, end, settings, duration_ms)
         return {"start": out.start_s, "end": out.end_s, "mode": out.mode}
@@ -38,9 +38,9 @@ def clip(video_id: str,
         return {"start": got["start"], "end": end, "mode": got["mode"]}
     try:
         out = {"output": str(output), **fetch(local, over_http)}
-    except BadQuery as e:
-        die(str(e), 2)
-    except (NotFound, BadInput) as e:
+    except NotFound as e:
         die(str(e))
+    except BadInput as e:       # bad bounds, an ambiguous id prefix
+        die(str(e), 2)
     emit(out, as_json, f"wrote {output}: {out['start']:.3f}-{out['end']:.3f} s "
                        f"({HOW.get(out['mode'], out['mode'])})")

@@ -5,12 +5,13 @@ and the exit code is non-zero, never a traceback."""
 import json
 import logging
 import os
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from core.config import get_settings
-from core.errors import BadQuery
+from core.errors import BadInput, BadQuery, NotFound
 from core.times import check_range, clock, to_ms
 
 
@@ -38,12 +39,39 @@ def emit(obj, as_json: bool, human: str) -> None:
     typer.echo(json.dumps(obj, indent=2) if as_json else human)
 
 
-def load_video(video_id: str) -> dict:
+TenantOpt = Annotated[str | None, typer.Option(
+    "--tenant", help="the library to use (default: CHRONOSCOPE_TENANT, else 'default')")]
+
+
+def tenant_of(option: str | None) -> str:
+    """The tenant a command works in: --tenant, else the setting (CHRONOSCOPE_TENANT)."""
+    from store.keys import TENANT_NAME
+    tenant = option or get_settings().tenant
+    if not TENANT_NAME.fullmatch(tenant):
+        die(f"bad tenant name {tenant!r}: use 1-64 of a-z, 0-9, '_' and '-', starting with "
+            "a letter or digit", 2)
+    return tenant
+
+
+@contextmanager
+def user_errors():
+    """No such video: exit 1; input that cannot be used (an ambiguous id prefix, a bad
+    range): exit 2; one line on stderr either way."""
+    try:
+        yield
+    except NotFound as e:
+        die(str(e))
+    except BadInput as e:
+        die(str(e), 2)
+
+
+def load_video(ref: str, tenant: str) -> dict:
+    """The tenant's video by its id or a unique prefix of it, as JSON."""
     from store import queries
     from store.db import session_scope
     from store.serialize import video_json
     with session_scope(get_settings()) as s:
-        return video_json(queries.get_video(s, video_id))
+        return video_json(queries.resolve_video(s, ref, tenant=tenant))
 
 
 # The server that --server (or CHRONOSCOPE_SERVER) names; empty: work on this machine.
@@ -66,7 +94,7 @@ def remote():
     key = get_settings().api_key
     if not key:
         die("--server needs an API key: set CHRONOSCOPE_API_KEY (create one on the server "
-            "with `chronoscope keys TENANT`)", 2)
+            "with `chronoscope keys create TENANT`)", 2)
     return Client(target["server"], key, timeout=300)
 
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import (JsonOpt, KindOpt, check_kinds, check_window, die, emit, fetch,
-                            local_only, span, app)
+from api.cli.common import (JsonOpt, KindOpt, TenantOpt, check_kinds, check_window, die, emit,
+                            fetch, local_only, span, tenant_of, app)
 from core.config import get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound
 from core.times import to_ms
@@ -29,7 +29,8 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
                                                       "this picture")] = None,
            like: Annotated[str | None, typer.Option(help="VIDEO_ID@SECONDS: moments that "
                                                     "look like that one")] = None,
-           video: Annotated[list[str] | None, typer.Option("--video", help="video id")] = None,
+           video: Annotated[list[str] | None, typer.Option(
+               "--video", help="video id (or a unique prefix)")] = None,
            start: Annotated[float | None, typer.Option(help="seconds")] = None,
            end: Annotated[float | None, typer.Option(help="seconds")] = None,
            kind: KindOpt = None,
@@ -37,7 +38,7 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
                "-k", min=1, max=MAX_RESULTS, help="number of moments")] = 10,
            ground: Annotated[bool, typer.Option(help="ask Qwen3-VL for the exact start and "
                                                 "end of the top moments")] = False,
-           as_json: JsonOpt = False) -> None:
+           tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
     """Find moments in natural language, by an image, or like another moment."""
     check_window(start, end)
     check_kinds(kind)
@@ -45,11 +46,12 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
     def local() -> list[dict]:
         from search import query as q
         from search import visual
-        example = {"like": visual.parse_like(like)} if like else {}
+        who = tenant_of(tenant)
+        video_ids, example = _resolve(video, like, who)
         if image is not None:
             example["image"] = visual.read_image(_read(image))
-        moments = q.search(get_settings(), query, video_ids=video, start_ms=to_ms(start),
-                           end_ms=to_ms(end), kinds=kind, k=k, **example)
+        moments = q.search(get_settings(), query, video_ids=video_ids, start_ms=to_ms(start),
+                           end_ms=to_ms(end), kinds=kind, k=k, tenant=who, **example)
         if ground:
             from indexer.ground import ground as refine
             moments = refine(get_settings(), moments, query)
@@ -67,6 +69,22 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
         f"{span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
         for r in rows) or "no matches"
     emit(rows, as_json, human)
+
+
+def _resolve(video: list[str] | None, like: str | None, tenant: str) -> tuple[list | None,
+                                                                           dict]:
+    """--video ids and the --like video as full ids of the tenant's videos (prefixes
+    resolved; NotFound or AmbiguousId otherwise)."""
+    from search import visual
+    from store import queries
+    from store.db import session_scope
+    with session_scope(get_settings()) as s:
+        ids = [queries.resolve_video(s, ref, tenant=tenant).id for ref in video] \
+            if video else None
+        if not like:
+            return ids, {}
+        ref, t_ms = visual.parse_like(like)
+        return ids, {"like": (queries.resolve_video(s, ref, tenant=tenant).id, t_ms)}
 
 
 def _read(path: Path) -> bytes:

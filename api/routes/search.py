@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from pydantic import StringConstraints
 
-from api.deps import VIDEO_ID, SessionDep, SettingsDep, TenantDep
+from api.deps import LikeDep, SessionDep, SettingsDep, TenantDep, VideoFilterDep
 from api.limits import SearchSlot
 from api.pages import DEFAULT_LIMIT, Limit, PageToken, page_of, read_token, scope_of
 from api.schemas import Kinds, SearchOut, Seconds, errors
@@ -18,10 +17,6 @@ from core.types import MAX_RESULTS
 from store import queries
 
 router = APIRouter(tags=["search"])
-VideoIds = Annotated[list[Annotated[str, StringConstraints(pattern=VIDEO_ID)]] | None,
-                     Query(description="video ids")]
-Like = Annotated[str | None, Query(max_length=100, pattern=r"^[0-9A-Za-z_-]{1,64}@[0-9.]+$",
-                                   description="VIDEO_ID@SECONDS: moments that look like it")]
 K = Annotated[int, Query(ge=1, le=MAX_RESULTS, description="how many moments the query's "
                                                          "ranked list holds, over all pages")]
 MAX_IMAGE_BYTES = 20 << 20
@@ -33,8 +28,8 @@ MAX_IMAGE_BYTES = 20 << 20
 def search(request: Request, tenant: TenantDep, session: SessionDep, settings: SettingsDep,
            q: Annotated[str | None, Query(min_length=1, max_length=1000, pattern=r"^[^\x00]*$",
                                           description="what to find, in plain words")] = None,
-           like: Like = None,
-           video: VideoIds = None, start: Seconds = None, end: Seconds = None,
+           like: LikeDep = None,
+           video: VideoFilterDep = None, start: Seconds = None, end: Seconds = None,
            kind: Kinds = None, k: K = 10, limit: Limit = DEFAULT_LIMIT,
            page_token: PageToken = None,
            ground: Annotated[bool, Query(description="Qwen3-VL places the exact start and "
@@ -42,22 +37,20 @@ def search(request: Request, tenant: TenantDep, session: SessionDep, settings: S
     """Moments that match the query (or look like the moment `like` names) across the
     tenant's videos, or inside the given videos and time range: the `k` best, best first,
     `limit` at a time."""
-    from search import visual
     if q is None and like is None:
         raise BadQuery("give q (words) or like (VIDEO_ID@SECONDS)")
     ask = Ask(q or "", video, start, end, kind, k, limit, page_token, ground)
-    return _moments(request, session, settings, tenant, ask, [like],
-                    like=visual.parse_like(like) if like else None)
+    return _moments(request, session, settings, tenant, ask, [like], like=like)
 
 
-@router.post("/v1/search", response_model=SearchOut, responses=errors(400, 401, 422, 503),
+@router.post("/v1/search", response_model=SearchOut, responses=errors(400, 401, 404, 422, 503),
              dependencies=[SearchSlot])
 def search_by_image(request: Request, tenant: TenantDep, session: SessionDep,
                     settings: SettingsDep,
                     image: Annotated[UploadFile, File(description="a picture to look for")],
-                    video: VideoIds = None, start: Seconds = None, end: Seconds = None,
-                    kind: Kinds = None, k: K = 10, limit: Limit = DEFAULT_LIMIT,
-                    page_token: PageToken = None) -> dict:
+                    video: VideoFilterDep = None, start: Seconds = None,
+                    end: Seconds = None, kind: Kinds = None, k: K = 10,
+                    limit: Limit = DEFAULT_LIMIT, page_token: PageToken = None) -> dict:
     """Moments that look like the uploaded image (JPEG, PNG, WebP): the `k` best, `limit`
     at a time (send the same image with each page's token)."""
     from search import visual
