@@ -4,6 +4,7 @@ vector-only and text-only, in one run.
     .venv/bin/python bench/search_quality.py               # SQLite in bench/.cache/
     .venv/bin/python bench/search_quality.py --postgres    # a scratch Postgres database
     .venv/bin/python bench/search_quality.py --calibrate   # also refit the score's A and B
+    .venv/bin/python bench/search_quality.py --embedders DIR_OR_NAME ...   # vs MiniLM
 
 The library is bench/evalset/videos.json: five generated videos (espeak-ng speech at
 scripted times, slides drawn with Pillow) and the sample files of ../shared/media. They
@@ -243,12 +244,67 @@ def check_chapters(settings, ids) -> list[str]:
     return problems
 
 
+def embedder_costs(settings) -> tuple[float, float]:
+    """(CPU s to embed every text segment of the library as documents, p50 ms to embed one
+    query) of the settings' text embedder, loaded and warmed up first."""
+    from model import embed
+    from store import index_rows
+    from store.db import session_scope
+    with session_scope(settings) as s:
+        texts = [r.text for r in index_rows.rows_to_reembed(s, model="", above_id=0,
+                                                            batch=10**9)]
+    queries = [i["query"] for i in json.loads((EVALSET / "queries.json").read_text())["queries"]]
+    embed.embed(texts[:8], settings=settings)
+    embed.embed(queries[:2], kind="query", settings=settings)
+    cpu = time.process_time()
+    embed.embed(texts, settings=settings)
+    cpu = time.process_time() - cpu
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        embed.embed([q], kind="query", settings=settings)
+        lat.append(time.perf_counter() - t)
+    return cpu, float(np.percentile(lat, 50) * 1000)
+
+
+def compare_embedders(settings, items, ids, models: list[str], calibrate_: bool) -> None:
+    """Each text embedder on a copy of the library re-embedded with it (chronoscope
+    reembed), against the configured one (MiniLM) in the same run."""
+    import shutil
+    from core.config import EmbedSettings
+    from indexer.reembed import reembed
+    from model import embed
+    print(f"\n{'embedder':<34}{'mode':<8}{'R@1':>7}{'R@5':>7}{'MRR':>7}"
+          f"{'no-ans weak':>12}{'doc CPU s':>11}{'query p50 ms':>14}")
+    base = None
+    for model in ["", *models]:
+        run = settings
+        if model:
+            home = CACHE / "search_quality" / ("embedder-" + Path(model).name)
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.copytree(settings.home, home)
+            run = Settings(home=home, embed=EmbedSettings(model=model))
+            reembed(run)
+        cpu, p50 = embedder_costs(run)
+        base = base or (cpu, p50)
+        for mode in ("hybrid", "vector"):
+            res = evaluate(run, items, ids, mode)
+            print(f"{embed.model_id(run)[:33]:<34}{mode:<8}{res['R@1']:>7.3f}{res['R@5']:>7.3f}"
+                  f"{res['MRR']:>7.3f}{res['no-answer weak']:>12.3f}"
+                  f"{cpu:>6.1f} x{cpu / base[0]:<3.1f}{p50:>8.1f} x{p50 / base[1]:<4.1f}",
+                  flush=True)
+        if calibrate_ and model:
+            calibrate(run, items, ids)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--postgres", action="store_true",
                     help="index into a scratch database on 127.0.0.1:5432, dropped after")
     ap.add_argument("--home", type=Path, default=CACHE / "search_quality")
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--embedders", nargs="*", default=[],
+                    help="text embedders (directory or name) to compare with the configured one")
     args = ap.parse_args()
     files = library()
     items = json.loads((EVALSET / "queries.json").read_text())["queries"]
@@ -284,6 +340,8 @@ def main() -> None:
                 for h in header))
         if args.calibrate:
             calibrate(settings, items, ids)
+        if args.embedders:
+            compare_embedders(settings, items, ids, args.embedders, args.calibrate)
     finally:
         if scratch:
             from store import db

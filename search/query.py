@@ -215,7 +215,7 @@ def vector_hits(settings: Settings, qvec: np.ndarray, n: int, f: Filters, model:
     if indexed != model:
         if indexed:
             log.warning("the vector index holds %s vectors but queries use %s: run "
-                        "`chronoscope reindex-vectors`; text matches only until then",
+                        "`chronoscope reembed`; text matches only until then",
                         indexed, model)
         return []
     if not f.any:

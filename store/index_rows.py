@@ -7,7 +7,7 @@ A row is `ROW`: (id, embedding, video_id, start_ms, end_ms, kind)."""
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from store.schema import Segment, Video
@@ -68,3 +68,30 @@ def latest_embed_model(session: Session, *, visual: bool = False) -> str | None:
     return session.scalar(select(Segment.embed_model).where(
         Segment.embedding.is_not(None), own if visual else ~own)
         .order_by(Segment.id.desc()).limit(1))
+
+
+def _text_space():
+    """Segments of the text space: embedded by the text embedder, not by the image-text
+    model that made them (visual keyframes carry their own model as embed_model)."""
+    return (Segment.embedding.is_not(None), Segment.model_id != Segment.embed_model)
+
+
+def rows_to_reembed(session: Session, *, model: str, above_id: int, batch: int) -> Sequence:
+    """Up to `batch` (id, text) rows of the text space above `above_id` not yet embedded by
+    `model`, by id."""
+    return session.execute(select(Segment.id, Segment.text)
+                           .where(*_text_space(), Segment.embed_model != model,
+                                  Segment.id > above_id)
+                           .order_by(Segment.id).limit(batch)).all()
+
+
+def count_to_reembed(session: Session, *, model: str) -> int:
+    return session.scalar(select(func.count()).select_from(Segment)
+                          .where(*_text_space(), Segment.embed_model != model)) or 0
+
+
+def set_embeddings(session: Session, *, ids: Sequence[int], vectors: Sequence[bytes],
+                   model: str) -> None:
+    """Store each segment's new vector and the model that made it."""
+    session.execute(update(Segment), [{"id": i, "embedding": v, "embed_model": model}
+                                      for i, v in zip(ids, vectors, strict=True)])
