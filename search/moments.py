@@ -66,6 +66,11 @@ def _within(row, start: int, end: int, gap: int) -> bool:
     return row.start_ms <= end + gap and row.end_ms >= start - gap
 
 
+def _longest(length: int, gap: int) -> int:
+    """The longest segment that may set the bounds of a moment whose core lasts `length`."""
+    return max(2 * length, length + 2 * gap)
+
+
 def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
     """Moments from scored segments taken best first, and the segments left out as much
     weaker neighbours of a moment. An item is (row, score, fused rank value) and, for a
@@ -85,8 +90,8 @@ def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
             continue
         g = near[0]
         anchor = g["items"][0][0]
-        longest = max(2 * (anchor.end_ms - anchor.start_ms), anchor.end_ms - anchor.start_ms + 2 * gap)
-        if p < MERGE_RATIO * g["best"] or row.end_ms - row.start_ms > longest:
+        if p < MERGE_RATIO * g["best"] or row.end_ms - row.start_ms > _longest(
+                anchor.end_ms - anchor.start_ms, gap):
             # A much weaker neighbour, or one far longer than the best segment (a slide on
             # screen for a minute around the sentence that answers): it would blur the
             # moment's bounds. Kept aside, in case fewer than k moments are found.
@@ -107,6 +112,19 @@ def _group(items: list[tuple], gap: int) -> tuple[list[dict], list[tuple]]:
     return groups, dropped
 
 
+def _bounds(items: list[tuple], gap: int, span: tuple[int, int]) -> tuple[int, int]:
+    """A moment's bounds: those of its segments, except screen text far longer than what
+    was said with it. A slide on screen for a minute around the sentence that answers
+    (both matched, so both joined) gives the moment its text, the sentence its time."""
+    said = [t[0] for t in items if t[0].kind != SCREEN_TEXT]
+    if not said:
+        return span
+    lo, hi = min(r.start_ms for r in said), max(r.end_ms for r in said)
+    kept = said + [t[0] for t in items if t[0].kind == SCREEN_TEXT
+                   and t[0].end_ms - t[0].start_ms <= _longest(hi - lo, gap)]
+    return min(r.start_ms for r in kept), max(r.end_ms for r in kept)
+
+
 def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
     """The k best moments from scored segments (row, score, fused rank value[, shot
     bounds]). Much weaker neighbours of a moment are left out of it; they come back as
@@ -122,8 +140,9 @@ def moments(scored: list[tuple], settings: Settings, k: int) -> list[Moment]:
     for g in sorted(groups, key=order)[:k]:
         items = sorted(g["items"], key=lambda t: (t[0].start_ms, t[0].end_ms, t[0].id))
         best = float(g["best"])
+        start, end = _bounds(items, gap, (g["start"], g["end"]))
         out.append(Moment(
-            video_id=g["video_id"], start_ms=g["start"], end_ms=g["end"], score=best,
+            video_id=g["video_id"], start_ms=start, end_ms=end, score=best,
             weak=best < weak, kinds=sorted({t[0].kind for t in items}),
             text=" … ".join(dict.fromkeys(" ".join(t[0].text.split()) for t in items))[:500],
             segments=[{"id": t[0].id, "start_ms": t[0].start_ms, "end_ms": t[0].end_ms,

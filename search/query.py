@@ -38,7 +38,9 @@ over a phrase split across segments but neither over the unrelated lines next to
 the minute a slide stays on screen around the sentence that answers. What is left out comes
 back as moments of its own only when fewer than k were found. Screen text joins a moment of
 screen text only when on screen at the same time (not the adjacent slide or clock reading). A
-moment's bounds are those of its segments. Each moment carries the keyframe thumbnail of the
+moment's bounds are those of its segments, except screen text far longer than the speech
+that joined it: a slide shown for a minute lends the moment its text, the sentence said
+with it gives the time. Each moment carries the keyframe thumbnail of the
 shot that holds its best segment (`search.thumbnails`).
 
 The visual space (keyframe embeddings, `search.visual`). A text query is also embedded by

@@ -205,6 +205,23 @@ def test_neighbouring_hits_merge_into_one_moment(settings, vec):
     assert (split[0].start_ms, split[0].end_ms) in {(10_000, 13_000), (17_000, 19_000)}
 
 
+def test_a_long_slide_gives_its_time_to_the_sentence_said_with_it(settings, vec):
+    # a slide on screen for a minute and the spoken line that answers during it: both match
+    # and make one moment, timed by the line (a 60 s moment says nothing to the second)
+    add_video(settings, vec, "slide", [
+        (0, 60, "screen_text", "A red car turns left at the intersection"),
+        (5, 9, "speech", DISTRACTORS[0]), (30, 34, "speech", RED_CAR[0]),
+        (50, 54, "speech", DISTRACTORS[1])])
+    index_sync.sync(settings)
+    top = query.search(settings, "the red car turning at the crossroads", k=5)[0]
+    assert top.kinds == ["screen_text", "speech"]
+    assert (top.start_ms, top.end_ms) == (30_000, 34_000)
+    # a slide with nothing said matching keeps its own bounds
+    alone = query.search(settings, "the red car turning at the crossroads", k=5,
+                         kinds=["screen_text"])[0]
+    assert (alone.start_ms, alone.end_ms) == (0, 60_000)
+
+
 def test_scores_rank_and_mark_weak(settings, vec):
     add_video(settings, vec, "mix", [(15 * i, 15 * i + 10, "speech", t)
                                      for i, t in enumerate(DISTRACTORS + [DECOY])])
