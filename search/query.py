@@ -251,11 +251,12 @@ def _words(text_: str) -> list[str]:
 
 def _stem(word: str) -> str:
     """A light suffix stripper, enough to match plural and tense variants of one word."""
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""),
-                         ("s", "")):
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: len(word) - len(suffix)] + repl
-    return word
+            word = word[: len(word) - len(suffix)] + repl
+            break
+    # a final e goes too, so enzyme, enzymes; make, making; use, used all meet
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def _terms(query: str) -> list[str]:

@@ -608,3 +608,10 @@ def test_a_repeated_query_is_embedded_once(sqlite_settings, vec, monkeypatch):
     assert first[0].text == DECOY and again[0].text == TARGET
     query.search(settings, words + "?", k=2)
     assert len(calls) == 2
+
+
+def test_text_coverage_meets_forms_of_one_word():
+    # a plural, a tense or an -ing form of a query word counts as the word (enzymes, enzyme)
+    weights = {query._stem(w): 1.0 for w in ("enzymes", "making", "cities")}
+    assert query.coverage(weights, "An enzyme makes the city") == 1.0
+    assert query.coverage(weights, "Enzymatic engines") == 0.0
