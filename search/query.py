@@ -84,7 +84,7 @@ MAX_K = MAX_RESULTS
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
-A, B = -6.2, 9.7               # fitted: bench/search_quality.py --calibrate
+A, B = -5.7, 9.0               # fitted: bench/search_quality.py --calibrate
 MODES = ("hybrid", "vector", "text")
 STOPWORDS = frozenset("""
 a about above after again all am an and any are as at be been before being below between
