@@ -14,7 +14,9 @@ the query's IDF weight (document frequencies from the same full-text index): one
 common word does not make a match.
 
 Fusion. Reciprocal rank fusion of the two lists, rrf = sum 1 / (60 + rank), normalised to
-1 for a segment ranked first in both. A segment's relevance is
+1 for a segment ranked first in both. A screen-text segment's cosine is its slide's: the
+normalised sum of the lines shown over the same span, so a one-word title is read with the
+rest of its slide rather than alone. A segment's relevance is
     relevance = cosine + RRF_WEIGHT * rrf_norm          (RRF_WEIGHT = 0.3)
 so the cosine orders what the lists agree on and the fused rank lifts what both retrievers
 found. On bench/evalset this orders better than the cosine alone or plain RRF (see
@@ -63,7 +65,7 @@ import numpy as np
 from core.config import Settings
 from core.errors import BadQuery
 from core.times import check_range
-from core.types import KINDS, MAX_RESULTS
+from core.types import KINDS, MAX_RESULTS, SCREEN_TEXT
 from search import thumbnails, visual
 from search.moments import Moment, moments
 from search.index import reader
@@ -84,7 +86,7 @@ MAX_K = MAX_RESULTS
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
-A, B = -5.7, 9.0               # fitted: bench/search_quality.py --calibrate
+A, B = -5.9, 9.5               # fitted: bench/search_quality.py --calibrate
 MODES = ("hybrid", "vector", "text")
 STOPWORDS = frozenset("""
 a about above after again all am an and any are as at be been before being below between
@@ -170,15 +172,37 @@ def _text_scored(settings: Settings, query: str, f: Filters, pool: int, mode: st
         for rank, seg_id in enumerate(hits):
             fused[seg_id] = fused.get(seg_id, 0.0) + 1.0 / (RRF_K + rank + 1)
     scored = []
+    slides = _slide_cosines(settings, rows.values(), qvec, model)
     for seg_id, value in fused.items():
         r = rows.get(seg_id)
         if r is None:
             continue              # deleted since the index saw it
-        cos = _cosine(r, qvec, model)
+        cos = slides.get((r.video_id, r.start_ms, r.end_ms)) if r.kind == SCREEN_TEXT else None
+        cos = _cosine(r, qvec, model) if cos is None else cos
         rrf_norm = value * (RRF_K + 1) / 2
         rel = {"hybrid": cos + RRF_WEIGHT * rrf_norm, "vector": cos, "text": rrf_norm}[mode]
         scored.append((r, score(rel), value))
     return scored
+
+
+def _slide_cosines(settings: Settings, rows, qvec: np.ndarray, model: str
+                   ) -> dict[tuple, float]:
+    """Cosine of the query with each slide that holds one of the screen-text rows: the sum
+    of the lines shown over the same span, normalised. A slide is read as a whole; a
+    one-word title scored alone sits close to any query that names it."""
+    spans = list({(r.video_id, r.start_ms, r.end_ms) for r in rows if r.kind == SCREEN_TEXT})
+    if not spans:
+        return {}
+    with session_scope(settings) as s:
+        lines = search_rows.screen_text_embeddings(s, spans=spans, model=model)
+    sums: dict[tuple, np.ndarray] = {}
+    for video_id, start, end, emb in lines:
+        vec = np.frombuffer(emb, np.float32)
+        if vec.shape == qvec.shape:
+            key = (video_id, start, end)
+            sums[key] = sums[key] + vec if key in sums else vec.copy()
+    return {key: float(np.clip(v @ qvec / max(float(np.linalg.norm(v)), 1e-9), -1.0, 1.0))
+            for key, v in sums.items()}
 
 
 def query_vector(settings: Settings, model: str, query: str) -> np.ndarray:

@@ -9,9 +9,10 @@ bm25. Both take the same filters in the same statement."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import column, func, select, table, text
+from sqlalchemy import column, func, select, table, text, tuple_
 from sqlalchemy.orm import Session
 
+from core.types import SCREEN_TEXT
 from store.schema import Segment, Video
 
 ROWS_PER_QUERY = 900         # ids per IN (...): under SQLite's bound-parameter limit
@@ -114,6 +115,21 @@ def segments_by_id(session: Session, *, ids: Sequence[int]) -> list:
                                       Segment.start_ms, Segment.end_ms, Segment.text,
                                       Segment.embedding, Segment.embed_model)
                                .where(Segment.id.in_(ids[i:i + ROWS_PER_QUERY]))).all()
+    return out
+
+
+def screen_text_embeddings(session: Session, *, spans: Sequence[tuple[str, int, int]],
+                           model: str) -> list:
+    """(video_id, start_ms, end_ms, embedding) of every screen-text line of `model` shown
+    over exactly one of the spans (video, start, end): the lines of one slide."""
+    out = []
+    for i in range(0, len(spans), ROWS_PER_QUERY):
+        out += session.execute(select(Segment.video_id, Segment.start_ms, Segment.end_ms,
+                                      Segment.embedding).where(
+            tuple_(Segment.video_id, Segment.start_ms, Segment.end_ms).in_(
+                spans[i:i + ROWS_PER_QUERY]),
+            Segment.kind == SCREEN_TEXT, Segment.embed_model == model,
+            Segment.embedding.is_not(None))).all()
     return out
 
 

@@ -93,10 +93,11 @@ def test_adjacent_screen_texts_do_not_stretch_a_moment():
     speech = [(_row(5, 1000, 3000, SPEECH), 0.9, 0.03), (_row(6, 3500, 5000, SPEECH), 0.8, 0.02)]
     assert (query.moments(speech, s, k=1)[0].start_ms, query.moments(speech, s, k=1)[0].end_ms) \
         == (1000, 5000)
-    # A phrase said over the matching slide joins it; the next slide still does not, though
-    # the moment now holds speech (it stretched "photosynthesis" 0-60 s to 0-120 s).
+    # A phrase said over the matching slide joins it and times the moment (the slide lasts
+    # a minute); the next slide still does not join, though the moment now holds speech (it
+    # stretched "photosynthesis" 0-60 s to 0-120 s).
     mixed = [(_row(7, 0, 60_000), 0.9, 0.03), (_row(8, 14_000, 20_000, SPEECH), 0.85, 0.02),
              (_row(9, 60_000, 120_000), 0.8, 0.02)]
     best = query.moments(mixed, s, k=1)[0]
-    assert (best.start_ms, best.end_ms) == (0, 60_000)
+    assert (best.start_ms, best.end_ms) == (14_000, 20_000)
     assert [g["id"] for g in best.segments] == [7, 8]

@@ -222,6 +222,25 @@ def test_a_long_slide_gives_its_time_to_the_sentence_said_with_it(settings, vec)
     assert (alone.start_ms, alone.end_ms) == (0, 60_000)
 
 
+def test_a_slide_is_scored_as_a_whole(settings, vec):
+    # a screen-text line is scored with the lines shown over the same span (its slide): a
+    # one-word title alone sits close to any query naming it, read with the rest of its
+    # slide it says what the slide is about
+    slide = ["Enzymes", "Biological catalysts", "Lower the activation energy",
+             "Sensitive to temperature and pH"]
+    add_video(settings, vec, "full", [(0, 60, "screen_text", line) for line in slide])
+    add_video(settings, vec, "title", [(0, 60, "screen_text", "Enzymes")])
+    index_sync.sync(settings)
+    q = "lock and key model of enzymes"
+    found = {m.video_id: m for m in query.search(settings, q, k=5)}
+    assert found["full"].kinds == ["screen_text"] and len(found["full"].segments) == 4
+    whole = np.sum([vec(line) for line in slide], axis=0)
+    qvec = query.query_vector(settings, vec.model, q)
+    assert float(whole @ qvec) / np.linalg.norm(whole) < float(vec("Enzymes") @ qvec) - 0.1
+    # the same title, once alone and once on a fuller slide: no longer the same score
+    assert found["full"].score < found["title"].score - 0.1
+
+
 def test_scores_rank_and_mark_weak(settings, vec):
     add_video(settings, vec, "mix", [(15 * i, 15 * i + 10, "speech", t)
                                      for i, t in enumerate(DISTRACTORS + [DECOY])])
