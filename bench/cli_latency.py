@@ -6,12 +6,15 @@ sentence-transformers/torch query embedding before that.
     .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev f40e058
     .venv/bin/python bench/cli_latency.py --runs 5 --old-rev a412460
     .venv/bin/python bench/cli_latency.py --runs 5 --visual   # a library with keyframe vectors
+    .venv/bin/python bench/cli_latency.py --server     # also `chronoscope --server URL search`
 
 The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
 commit's files (`git archive`, into bench/.cache/cli_latency/old-<rev>), run by this venv's
 Python from that directory, so its modules shadow the editable install; the dependencies
-are the same. Both trees are byte-compiled first, as `pip install` leaves an installed
+are the same; the old code runs on this tree's library, so it must know its schema (f40e058
+predates migration 0007: on a library indexed since, pass `--old-rev` of a later commit).
+Both trees are byte-compiled first, as `pip install` leaves an installed
 package (this environment sets PYTHONDONTWRITEBYTECODE, so nothing would be cached).
 
 Cold: before each run the OS page cache is dropped (`echo 3 > /proc/sys/vm/drop_caches`,
@@ -19,7 +22,9 @@ when permitted: root outside a container; else said so, and "cold" is only the f
 after the other path ran). Warm: the same command once more, then timed. Also timed: the
 floor of a fresh process (`python -c pass`) and of the imports every search needs
 (typer, settings, SQLAlchemy and the store, FAISS, numpy). The outputs of both paths are
-compared: same moments, order and scores (3 decimals)."""
+compared: same moments, order and scores (3 decimals). With --server, a third path: the same
+command sent to a `chronoscope serve` of that library (started here, on a free port) through
+the SDK, as a user with a server running would."""
 
 import argparse
 import datetime
@@ -27,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -71,6 +77,29 @@ def library(visual: Path | None) -> dict:
         subprocess.run([sys.executable, "-m", "api.cli", "index", *files], cwd=ROOT,
                        env=env, check=True, stdout=sys.stderr)
     return env
+
+
+def server(env: dict) -> tuple[subprocess.Popen, str]:
+    """`chronoscope serve` of the library on a free port, and its URL; the key of its
+    default tenant goes into env (CHRONOSCOPE_API_KEY) for the --server path."""
+    cli = [sys.executable, "-m", "api.cli"]
+    made = subprocess.run([*cli, "keys", "create", "default", "--json"], cwd=ROOT, env=env,
+                          check=True, capture_output=True, text=True)
+    env["CHRONOSCOPE_API_KEY"] = json.loads(made.stdout)["key"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*cli, "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("chronoscope serve did not start")
 
 
 def old_tree(rev: str) -> Path:
@@ -164,6 +193,8 @@ def main() -> None:
     ap.add_argument("--visual", action="store_true",
                     help="the library has keyframe vectors (SigLIP 2 base, random weights): "
                          "a text query is searched there too")
+    ap.add_argument("--server", action="store_true",
+                    help="also time the same search sent to a running `chronoscope serve`")
     args = ap.parse_args()
     env = library(siglip() if args.visual else None)
     old = old_tree(args.old_rev)
@@ -171,8 +202,16 @@ def main() -> None:
         compile_tree(tree)
     cli = [sys.executable, "-m", "api.cli"]
     paths = {"new": (cli, ROOT), f"old {args.old_rev}": (cli, old)}
-    differ = same_results(paths, env)
-    result = measure(paths, env, args.runs)
+    served = server(env) if args.server else None
+    if served:
+        paths["new --server"] = ([*cli, "--server", served[1]], ROOT)
+    try:
+        differ = same_results(paths, env)
+        result = measure(paths, env, args.runs)
+    finally:
+        if served:
+            served[0].terminate()
+            served[0].wait()
     base = floor(env, args.runs)
     new, old_t = result["new"], result[f"old {args.old_rev}"]
     print(f"{platform.node()}  {os.cpu_count()} CPUs  load {os.getloadavg()[0]:.1f}  "

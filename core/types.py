@@ -1,9 +1,13 @@
 """Plain values passed between the stages. Every time is integer milliseconds from the
 start of the video as a player shows it (the container start_time is 0)."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:      # only a type here: the command line's import stays light
+    import numpy as np
 
 SPEECH = "speech"
 SCREEN_TEXT = "screen_text"
