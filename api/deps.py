@@ -104,22 +104,24 @@ LikeDep = Annotated[tuple[str, int] | None, Depends(get_like)]
 
 
 def get_media_video(video_id: VideoIdPath, settings: SettingsDep, api: ApiSettingsDep,
-                    session: SessionDep, bearer: BearerDep, header: HeaderKeyDep,
+                    bearer: BearerDep, header: HeaderKeyDep,
                     token: Annotated[str | None, Query(max_length=128, description=
                                      "signed token from the video's media_url")] = None
                     ) -> Video:
     """The media endpoint takes an API key like every other, or the signed token that a
-    video's `media_url` carries (for players)."""
-    if token is not None:
-        video = queries.find_video(session, video_id=video_id)
-        if video is not None and media_token_ok(server_secret(settings, api), video.id,
-                                                video.tenant, token):
-            return video
-    key = _presented_key(bearer, header)
-    if token is not None and not key:
-        raise _unauthorized("the media token is invalid or has expired; fetch the video "
-                            "again for a fresh media_url")
-    return get_video(video_id, get_tenant(settings, bearer, header), session)
+    video's `media_url` carries (for players). Its own short session: a download or a clip
+    encode must not hold a pooled connection for as long as it runs."""
+    with session_scope(settings) as session:
+        if token is not None:
+            video = queries.find_video(session, video_id=video_id)
+            if video is not None and media_token_ok(server_secret(settings, api), video.id,
+                                                    video.tenant, token):
+                return video
+        key = _presented_key(bearer, header)
+        if token is not None and not key:
+            raise _unauthorized("the media token is invalid or has expired; fetch the video "
+                                "again for a fresh media_url")
+        return get_video(video_id, get_tenant(settings, bearer, header), session)
 
 
 MediaVideoDep = Annotated[Video, Depends(get_media_video)]

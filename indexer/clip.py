@@ -107,7 +107,8 @@ def _packets_around(container, stream, at: Fraction, end: Fraction
         if packet.pts is None or packet.size == 0:
             continue
         if packet.is_keyframe and packet.pts * tb > at and seen:
-            return sorted(seen), (packet.pts, smartcut.is_idr(bytes(packet)))
+            idr = stream.codec_context.name == "h264" and smartcut.is_idr(bytes(packet))
+            return sorted(seen), (packet.pts, idr)
         if packet.pts * tb > max(at, end) + 1 and seen:
             break
         seen.append((packet.pts, bool(packet.is_keyframe)))

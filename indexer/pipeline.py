@@ -6,6 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -146,11 +147,13 @@ def index_chunk(settings: Settings, video_id: str, idx: int,
     reads_frames = any(signals.reads_frames(sig) for sig in todo)
     context = signals.ChunkContext(settings, video_id, path, span, duration_ms, has_audio,
                                    on_decoded=decoded if reads_frames else None)
-    with damage.recording() as seen:
+    results = signals.produce_each(list(todo), context)
+    # closing: a deletion or a failed store stops the signals' threads now, not at GC
+    with damage.recording() as seen, closing(results):
         if waiting:
             _progress(settings, video_id, DECODE if reads_frames else
                       signals.stage_of(waiting[0]), on_progress, chunk_idx=idx)
-        for signal, (segments, vectors, embed_model) in signals.produce_each(list(todo), context):
+        for signal, (segments, vectors, embed_model) in results:
             model_id = todo[signal]
             _still_there(settings, video_id)     # deleted meanwhile: store nothing more
             with session_scope(settings) as s:

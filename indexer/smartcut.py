@@ -29,7 +29,7 @@ def possible(stream) -> bool:
 
 def is_idr(data: bytes) -> bool:
     """Whether a length-prefixed access unit holds an IDR slice."""
-    return any(nal[0] & 31 == IDR for nal in _length_prefixed(data))
+    return any(nal and nal[0] & 31 == IDR for nal in _length_prefixed(data))
 
 
 def head_encoder(source, out_stream, preset: str, crf: int):

@@ -79,6 +79,13 @@ def write_mp4(path: Path, dest: Path, cut: Cut, encoding: Encoding, *, how: str)
         tmp.unlink(missing_ok=True)
 
 
+def _past(packet, cut: Cut) -> bool:
+    """Whether a packet lies well past the cut's end: beyond any reordering, and beyond how
+    far a muxer interleaves sound behind the picture."""
+    return cut.end_s is not None and packet.pts is not None and \
+        packet.pts * packet.stream.time_base > cut.end_s + 5
+
+
 def _write(container, stream, out, cut: Cut, encoding: Encoding, how: str) -> None:
     video = _Video(out, stream, encoding, how, cut)
     source_audio = audio_stream(container)
@@ -87,6 +94,8 @@ def _write(container, stream, out, cut: Cut, encoding: Encoding, how: str) -> No
         seek(container, cut.seek_pts, stream)
     streams = [stream] + ([source_audio] if sound else [])
     for packet in _demux(container, streams):
+        if video.done and packet.stream is stream and _past(packet, cut):
+            break       # a sound track that ends early must not make a clip read to EOF
         if packet.stream is stream and not video.done:
             video.add(packet)
         elif sound is not None and packet.stream is source_audio and not sound.done:

@@ -279,7 +279,7 @@ def _stem(word: str) -> str:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
             word = word[: len(word) - len(suffix)] + repl
             break
-    # a final e goes too, so enzyme, enzymes; make, making; use, used all meet
+    # a final e goes too, so enzyme, enzymes and make, making meet
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 

@@ -168,14 +168,19 @@ def recount_done(session: Session, *, video_id: str) -> None:
     """Progress is derived from the chunks, so a retried or resumed chunk never counts twice.
     A chunk counts once all its planned work is in: with captions in the video's plan, that
     includes them, which workers write in a later, slower stage than the chunk's CPU
-    signals. Seconds indexed are the counted chunks' spans (at least: see set_progress)."""
-    video = session.get(Video, video_id)
+    signals. Seconds indexed are the counted chunks' spans (at least: see set_progress).
+    The row is locked: chunks of one video finish in parallel on workers."""
+    video = _locked_video(session, video_id)
     if video is None:
         return
     spans = _counted_spans(session, video)
     video.chunks_done = len(spans)
     video.progress_ms = max(video.progress_ms or 0,
                             min(video.duration_ms or 0, sum(spans.values())))
+
+
+def _locked_video(session: Session, video_id: str) -> Video | None:
+    return session.get(Video, video_id, with_for_update=True, populate_existing=True)
 
 
 def _counted_spans(session: Session, video: Video) -> dict[int, int]:
@@ -193,8 +198,9 @@ def set_progress(session: Session, *, video_id: str, stage: str | None,
                  chunk_idx: int | None = None, fraction: float = 0.0) -> Video | None:
     """Record the stage that runs now and, inside a chunk, the fraction of its units done,
     as seconds of video: the counted chunks plus that part of this one. Never goes back
-    (chunks of one video may run in parallel on workers); a new plan starts it over."""
-    video = session.get(Video, video_id)
+    (chunks of one video may run in parallel on workers: the row is locked so that two of
+    them cannot interleave their read and write); a new plan starts it over."""
+    video = _locked_video(session, video_id)
     if video is None:
         return None
     spans = _counted_spans(session, video)

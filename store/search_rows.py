@@ -123,11 +123,12 @@ def screen_text_embeddings(session: Session, *, spans: Sequence[tuple[str, int, 
     """(video_id, start_ms, end_ms, embedding) of every screen-text line of `model` shown
     over exactly one of the spans (video, start, end): the lines of one slide."""
     out = []
-    for i in range(0, len(spans), ROWS_PER_QUERY):
+    per_query = ROWS_PER_QUERY // 3         # three bound parameters a span
+    for i in range(0, len(spans), per_query):
         out += session.execute(select(Segment.video_id, Segment.start_ms, Segment.end_ms,
                                       Segment.embedding).where(
             tuple_(Segment.video_id, Segment.start_ms, Segment.end_ms).in_(
-                spans[i:i + ROWS_PER_QUERY]),
+                spans[i:i + per_query]),
             Segment.kind == SCREEN_TEXT, Segment.embed_model == model,
             Segment.embedding.is_not(None))).all()
     return out

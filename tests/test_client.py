@@ -184,6 +184,9 @@ def test_cli_works_on_a_server(server, ready, media):
     missing = cli(server, "status", "0000000000000000")
     assert missing.exit_code == 1 and "no video" in missing.output
     assert cli(server, "keys", "someone").exit_code == 2         # local only
+    other = cli(server, "list", "--tenant", "other")             # the key decides the tenant
+    assert other.exit_code == 2 and "API key decides" in other.output
+    assert cli(server, "list", "--all").exit_code == 2
     no_key = cli(server, "list", key="")
     assert no_key.exit_code == 2 and "CHRONOSCOPE_API_KEY" in no_key.output
 

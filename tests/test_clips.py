@@ -203,3 +203,12 @@ def test_cli_clip(media, tmp_path):
     proc = run("nosuchvideo", "1", "2", "-o", str(tmp_path / "bad.mp4"))
     assert proc.returncode == 1 and "nosuchvideo" in proc.stderr
     assert not (tmp_path / "bad.mp4").exists()
+
+
+@pytest.mark.parametrize("packet", [b"", b"\x00\x00\x00\x07", b"\x00\x00\x00\x01x\x00\x00\x00\x09",
+                                    b"\x00\x00\x00\x01\x65"])
+def test_idr_check_survives_odd_packets(packet):
+    """A crafted packet (a length running past its end, an empty unit) is simply not an IDR
+    picture; only the last one here is (NAL type 5)."""
+    from indexer.smartcut import is_idr
+    assert is_idr(packet) is (packet == b"\x00\x00\x00\x01\x65")

@@ -200,3 +200,16 @@ def test_deleting_a_video_deletes_its_preview(library):
     assert path.is_file()
     assert library["client"].delete(f"/v1/videos/{vid}").status_code == 204
     assert not path.exists()
+
+
+def test_media_routes_hold_no_connection_while_they_stream(library):
+    """A download must not keep a pooled connection for as long as it runs (a few players
+    would starve every other request): none is checked out mid-download."""
+    from store import db
+    pool = db.get_engine(library["settings"]).pool
+    for route in ("media", "playback"):
+        url = f"/v1/videos/{library['ids'][AVI]}/{route}"
+        with library["client"].stream("GET", url) as streaming:
+            assert streaming.status_code == 200
+            next(streaming.iter_bytes(1 << 16))        # mid-download
+            assert pool.checkedout() == 0, route

@@ -5,9 +5,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import JsonOpt, TenantOpt, app, die, emit, fetch, tenant_of
+from api.cli.common import JsonOpt, TenantOpt, app, die, emit, fetch, tenant_of, user_errors
 from core.config import get_settings
-from core.errors import BadInput, NotFound
 
 
 HOW = {"copy": "stream copy", "smart": "head re-encoded up to the next keyframe, the rest "
@@ -36,11 +35,9 @@ def clip(video_id: str,
     def over_http(client) -> dict:
         got = client.clip(video_id, start, end, output)
         return {"start": got["start"], "end": end, "mode": got["mode"]}
-    try:
+    if not output.parent.is_dir():
+        die(f"no folder {output.parent} to write {output.name} in", 2)
+    with user_errors():         # no such video; bad bounds or an ambiguous id prefix
         out = {"output": str(output), **fetch(local, over_http)}
-    except NotFound as e:
-        die(str(e))
-    except BadInput as e:       # bad bounds, an ambiguous id prefix
-        die(str(e), 2)
     emit(out, as_json, f"wrote {output}: {out['start']:.3f}-{out['end']:.3f} s "
                        f"({HOW.get(out['mode'], out['mode'])})")

@@ -39,8 +39,16 @@ def emit(obj, as_json: bool, human: str) -> None:
     typer.echo(json.dumps(obj, indent=2) if as_json else human)
 
 
+def _tenant_here(value: str | None) -> str | None:
+    if value and target["server"]:      # the main callback ran before this option's
+        die("--tenant works on this machine only: with --server the API key decides the "
+            "tenant", 2)
+    return value
+
+
 TenantOpt = Annotated[str | None, typer.Option(
-    "--tenant", help="the library to use (default: CHRONOSCOPE_TENANT, else 'default')")]
+    "--tenant", callback=_tenant_here,
+    help="the library to use (default: CHRONOSCOPE_TENANT, else 'default')")]
 
 
 def tenant_of(option: str | None) -> str:
@@ -138,7 +146,7 @@ def check_kinds(kinds: list[str] | None) -> None:
         if k not in KINDS:
             die(f"unknown kind {k!r}: use one of {', '.join(KINDS)}", 2)
 
+
 def span(row: dict) -> str:
     """A moment's or a chapter's [start, end], from its JSON seconds."""
     return f"{clock(to_ms(row['start']), frac_sep='.')}-{clock(to_ms(row['end']), frac_sep='.')}"
-

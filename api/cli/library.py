@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from api.cli.common import (JsonOpt, KindOpt, TenantOpt, check_kinds, check_window, die, emit,
-                            fetch, load_video, span, tenant_of, user_errors, app)
+                            fetch, load_video, local_only, span, target, tenant_of,
+                            user_errors, app)
 from core.config import get_settings
 from core.times import to_ms
 from core.types import MAX_RESULTS
@@ -34,18 +35,21 @@ def list_(tenant: TenantOpt = None,
                                                              "machine)")] = False,
           as_json: JsonOpt = False) -> None:
     """The tenant's videos (--all: every tenant's), oldest first, with their tenant."""
-    who = None if every else tenant_of(tenant)
+    if every:
+        local_only("list --all")
 
     def local() -> list[dict]:
         from store import queries
         from store.db import session_scope
         from store.serialize import video_json
         with session_scope(get_settings()) as s:
-            return [video_json(v) for v in queries.list_videos(s, tenant=who)]
+            return [video_json(v) for v in queries.list_videos(
+                s, tenant=None if every else tenant_of(tenant))]
     videos = fetch(local, lambda c: list(c.iter_videos(page_size=MAX_RESULTS)))
     human = "\n".join(f"{v['id']}  {v['tenant']:<12} {v['status']:<11} "
                       f"{v['duration'] or 0:>9.3f} s  {v['filename']}" for v in videos) \
-        or f"no videos{'' if every else f' in tenant {who}'}"
+        or ("no videos" if every or target["server"] else
+            f"no videos in tenant {tenant_of(tenant)}")
     emit(videos, as_json, human)
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from api.errors import ApiError
-from api.deps import MediaVideoDep, SessionDep, SettingsDep
+from api.deps import MediaVideoDep, SettingsDep
 from api.limits import ClipSlot
 from api.media_types import media_headers, media_type
 from api.schemas import errors
@@ -25,16 +25,18 @@ from store.schema import Video
 router = APIRouter(tags=["videos"])
 
 
-def _container(session, video: Video, path: Path) -> str | None:
+def _container(settings, video: Video, path: Path) -> str | None:
     """The probed container; rows planned before it was stored get it now, once."""
     if video.container is None:
         from indexer.probe import open_media
+        from store.db import session_scope
         try:
             with open_media(path) as opened:
                 video.container = opened.format.name[:64]
         except BadVideo:
             return None
-        session.flush()
+        with session_scope(settings) as s:
+            s.get(Video, video.id).container = video.container
     return video.container
 
 
@@ -42,13 +44,13 @@ def _container(session, video: Video, path: Path) -> str | None:
             responses={200: {"content": {"video/*": {}}, "description": "the file"},
                        206: {"content": {"video/*": {}}, "description": "a byte range"},
                        **errors(400, 401, 404, 416, 422)})
-def media(video: MediaVideoDep, session: SessionDep, request: Request) -> FileResponse:
+def media(video: MediaVideoDep, settings: SettingsDep, request: Request) -> FileResponse:
     """The uploaded file, with range requests so a player can seek. Authorise with a
     key, or with the `token` of the video's media_url (for an HTML5 <video>). Its type
     comes from the probed container, never from the uploaded name."""
     path = _media_file(video)
     _check_range(request.headers.get("range"), path.stat().st_size)
-    mime = media_type(_container(session, video, path), video.video_codec)
+    mime = media_type(_container(settings, video, path), video.video_codec)
     return FileResponse(path, media_type=mime, headers=media_headers(video.filename, mime))
 
 
@@ -67,15 +69,14 @@ def _media_file(video: Video) -> Path:
             responses={200: {"content": {"video/*": {}}, "description": "the file"},
                        206: {"content": {"video/*": {}}, "description": "a byte range"},
                        **errors(400, 401, 404, 416, 422)})
-def playback(video: MediaVideoDep, session: SessionDep, settings: SettingsDep,
-             request: Request) -> FileResponse:
+def playback(video: MediaVideoDep, settings: SettingsDep, request: Request) -> FileResponse:
     """What a browser can play, as the video's `playback_url` names it: the H.264/AAC
     preview made at index time when the original cannot play (AVI, MPEG-4 part 2...),
     otherwise the original itself. Range requests and authorisation as for /media."""
     from indexer.preview import preview_path
     path = preview_path(settings.media_dir, video.id)
     if not path.is_file():
-        return media(video, session, request)
+        return media(video, settings, request)
     _check_range(request.headers.get("range"), path.stat().st_size)
     return FileResponse(path, media_type="video/mp4",
                         headers=media_headers(Path(video.filename).stem, "video/mp4"))

@@ -135,7 +135,8 @@ def list_videos(tenant: TenantDep, session: SessionDep, request: Request,
 
 @router.get("/{video_id}", response_model=VideoOut, responses=errors(401, 404))
 def get_video(video: VideoDep, session: SessionDep, request: Request) -> dict:
-    """Status, progress (percent of chunks done), ETA, signals, error and notes."""
+    """Status, progress (seconds indexed, stage, percent of the duration), ETA, signals,
+    error and notes."""
     return video_out(request, session, video)
 
 
