@@ -101,3 +101,13 @@ def test_a_model_in_the_hub_cache_is_still_found_there(tmp_path):
     (snapshot / "config.json").write_text("{}")
     assert resolve("", embed.SOURCE, cache_dir=tmp_path) == snapshot
     assert resolve("", embed.SOURCE, cache_dir=tmp_path / "other") != snapshot
+
+
+def test_ground_is_for_searches_by_words():
+    """Grounding refines the moments of a question in words; with only an example picture
+    or moment there is nothing to place, and the command says so before any work."""
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    got = CliRunner().invoke(app, ["search", "--like", "abcd@3", "--ground"])
+    assert got.exit_code == 2 and "--ground refines a search by words" in got.output

@@ -172,6 +172,7 @@ def test_cli_works_on_a_server(server, ready, media):
     indexed = cli(server, "index", str(media / CLIP), "--json")     # same content: at once
     assert indexed.exit_code == 0, indexed.output
     assert json.loads(indexed.stdout)["id"] == vid
+    assert json.loads(indexed.stdout)["skipped"] == "already indexed"       # as locally
     listed = json.loads(cli(server, "list", "--json").stdout)
     assert [v["id"] for v in listed] == [vid]                   # a plain list, as locally
     assert json.loads(cli(server, "status", vid, "--json").stdout)["status"] == "ready"

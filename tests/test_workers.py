@@ -319,8 +319,9 @@ def test_compose_file_describes_the_service():
     # Safe by default: a plain `up` needs no GPU, and nothing has a default password.
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert all("profiles" not in s for n, s in services.items() if n != "worker-gpu")
-    assert "--basic-auth=${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?set FLOWER_PASSWORD}" \
-        in services["flower"]["command"]
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == \
+        "${FLOWER_USER:-admin}:${FLOWER_PASSWORD:?set FLOWER_PASSWORD}"
+    assert not any("auth" in arg for arg in services["flower"]["command"])   # not in `ps`
     assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
     text = (ROOT / "docker-compose.yml").read_text()
     assert "POSTGRES_PASSWORD:-" not in text and "${POSTGRES_PASSWORD:?" in text

@@ -42,6 +42,8 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
     """Find moments in natural language, by an image, or like another moment."""
     check_window(start, end)
     check_kinds(kind)
+    if ground and (image is not None or like):
+        die("--ground refines a search by words: it cannot be used with --image or --like", 2)
 
     def local() -> list[dict]:
         from search import query as q

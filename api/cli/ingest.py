@@ -177,6 +177,8 @@ def _upload_one(client, shown: str, path: Path, as_json: bool) -> dict:
         video = client.upload(path, on_progress=sent)
         if sent:
             sent.close()
+        if video["status"] == "ready":       # the server has this content already
+            return {**video, "path": shown, "skipped": "already indexed"}
         bar = _progress_bar(shown, quiet=as_json)
         follow = bar and (lambda v: bar(round(v["progress_s"] * 1000),
                                         round((v["duration"] or 0) * 1000), v["stage"]))
