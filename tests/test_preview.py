@@ -194,14 +194,6 @@ def test_preview_and_smart_clip_play_in_chromium(library, media):
         driver.quit()
 
 
-def test_deleting_a_video_deletes_its_preview(library):
-    settings, vid = library["settings"], library["ids"][AVI]
-    path = preview.preview_path(settings.media_dir, vid)
-    assert path.is_file()
-    assert library["client"].delete(f"/v1/videos/{vid}").status_code == 204
-    assert not path.exists()
-
-
 def test_media_routes_hold_no_connection_while_they_stream(library):
     """A download must not keep a pooled connection for as long as it runs (a few players
     would starve every other request): none is checked out mid-download."""
@@ -213,3 +205,11 @@ def test_media_routes_hold_no_connection_while_they_stream(library):
             assert streaming.status_code == 200
             next(streaming.iter_bytes(1 << 16))        # mid-download
             assert pool.checkedout() == 0, route
+
+
+def test_deleting_a_video_deletes_its_preview(library):     # last: it deletes the AVI
+    settings, vid = library["settings"], library["ids"][AVI]
+    path = preview.preview_path(settings.media_dir, vid)
+    assert path.is_file()
+    assert library["client"].delete(f"/v1/videos/{vid}").status_code == 204
+    assert not path.exists()
