@@ -258,10 +258,13 @@ class Client:
                 raise _error(response)
             total = int(response.headers.get("content-length") or 0)
             part = dest.with_name(dest.name + ".part")
-            with open(part, "wb") as f:
-                for block in response.iter_bytes(BLOCK):
-                    f.write(block)
-                    if on_progress:
-                        on_progress(f.tell(), total)
-            part.replace(dest)
+            try:
+                with open(part, "wb") as f:
+                    for block in response.iter_bytes(BLOCK):
+                        f.write(block)
+                        if on_progress:
+                            on_progress(f.tell(), total)
+                part.replace(dest)
+            finally:
+                part.unlink(missing_ok=True)    # a broken download leaves nothing behind
             return response.headers

@@ -171,7 +171,7 @@ def _upload_one(client, shown: str, path: Path, as_json: bool) -> dict:
     import httpx
 
     from client import ApiError, IndexingFailed
-    bar = None
+    sent = bar = None
     try:
         sent = _progress_bar(f"{shown} (upload)", quiet=as_json, unit="B")
         video = client.upload(path, on_progress=sent)
@@ -190,5 +190,6 @@ def _upload_one(client, shown: str, path: Path, as_json: bool) -> dict:
             "error": e.message if isinstance(e, ApiError) else str(e)}
         return {**entry, "path": shown}
     finally:
-        if bar:
-            bar.close()
+        for shown_bar in (sent, bar):      # closing twice is harmless
+            if shown_bar:
+                shown_bar.close()
