@@ -6,7 +6,7 @@ sentence-transformers/torch query embedding before that.
     .venv/bin/python bench/cli_latency.py                 # 10 runs of each, old rev f40e058
     .venv/bin/python bench/cli_latency.py --runs 5 --old-rev a412460
     .venv/bin/python bench/cli_latency.py --runs 5 --visual   # a library with keyframe vectors
-    .venv/bin/python bench/cli_latency.py --server     # also `chronoscope --server URL search`
+    .venv/bin/python bench/cli_latency.py --server --old-rev bc0d884   # through a server too
 
 The library: two sample videos of ../shared/media (speech and a screen clock) indexed once by
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
@@ -22,9 +22,10 @@ when permitted: root outside a container; else said so, and "cold" is only the f
 after the other path ran). Warm: the same command once more, then timed. Also timed: the
 floor of a fresh process (`python -c pass`) and of the imports every search needs
 (typer, settings, SQLAlchemy and the store, FAISS, numpy). The outputs of both paths are
-compared: same moments, order and scores (3 decimals). With --server, a third path: the same
-command sent to a `chronoscope serve` of that library (started here, on a free port) through
-the SDK, as a user with a server running would."""
+compared: same moments, order and scores (3 decimals). With --server, two more paths: the
+same command sent to a `chronoscope serve` of that library (started here, on a free port), as
+a user with a server running would, by this tree (the quick lane of api/cli/lane.py) and by
+the old commit (its --server path: the SDK, when it has one)."""
 
 import argparse
 import datetime
@@ -45,7 +46,7 @@ MEDIA = ROOT.parent / "shared" / "media"
 VIDEOS = ("his_girl_friday_6s.mp4", "timer_text_61s.mp4")
 QUERIES = ("somebody took the royal jewels", "what time does the clock show at thirty seconds",
            "a man and a woman talking")
-FLOOR = "import api.cli, search.query, store.db, search.index.reader"
+FLOOR = "import api.cli.commands, search.query, store.db, search.index.reader"
 DROP = Path("/proc/sys/vm/drop_caches")
 
 
@@ -205,6 +206,7 @@ def main() -> None:
     served = server(env) if args.server else None
     if served:
         paths["new --server"] = ([*cli, "--server", served[1]], ROOT)
+        paths["old --server"] = ([*cli, "--server", served[1]], old)
     try:
         differ = same_results(paths, env)
         result = measure(paths, env, args.runs)
@@ -222,6 +224,10 @@ def main() -> None:
     for name in paths:
         r = result[name]
         print(f"{name:<16} {r['cold']:>8.2f} {r['warm']:>8.2f} {r['cpu']:>11.2f}")
+    if served:
+        lane, sdk = result["new --server"], result["old --server"]
+        print(f"speed-up through the server (old/new): cold {sdk['cold'] / lane['cold']:.1f}x, "
+              f"warm {sdk['warm'] / lane['warm']:.1f}x")
     print(f"speed-up (old/new): cold {old_t['cold'] / new['cold']:.1f}x, "
           f"warm {old_t['warm'] / new['warm']:.1f}x, warm CPU {old_t['cpu'] / new['cpu']:.1f}x")
     for name, value in base.items():

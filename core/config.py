@@ -1,4 +1,6 @@
-"""The one settings object. Nothing else in chronoscope reads the environment.
+"""The one settings object. Nothing else in chronoscope reads the environment, except the
+command line's quick search lane (api/cli/lane.py), which reads CHRONOSCOPE_SERVER and
+CHRONOSCOPE_API_KEY itself so as to start without pydantic.
 
 Every field can be set as CHRONOSCOPE_<FIELD>, nested groups with a double underscore:
 CHRONOSCOPE_DECODE__FPS=2, CHRONOSCOPE_QWEN__MODEL=Qwen/Qwen3-VL-2B-Instruct.

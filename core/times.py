@@ -1,7 +1,11 @@
 """Times as people and players read them. Inside chronoscope every time is integer
 milliseconds from the start of the video; these are the only conversions to and from it."""
 
+import math
+
 from core.errors import BadQuery
+
+MAX_MS = 2**31 - 1      # the latest time there is: times are int32 ms (the vector index's)
 
 
 def seconds(ms: int | None) -> float | None:
@@ -10,7 +14,12 @@ def seconds(ms: int | None) -> float | None:
 
 
 def to_ms(s: float | None) -> int | None:
-    return None if s is None else round(s * 1000)
+    """Seconds a person or a client gave, as ms ("nan", "inf" and 1e300 parse as floats)."""
+    if s is None:
+        return None
+    if not (math.isfinite(s) and abs(s) * 1000 <= MAX_MS):
+        raise BadQuery(f"times must be numbers of seconds up to {MAX_MS // 1000}, not {s}")
+    return round(s * 1000)
 
 
 def clock(ms: int, *, hours: bool = False, pad_hours: bool = False,

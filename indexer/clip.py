@@ -16,12 +16,10 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import BadQuery
+from core.times import MAX_MS
 from indexer import smartcut, transcode
 from indexer.demux import packets, seek
 from indexer.probe import open_video, origin_s, probe
-
-
-MAX_MS = 2**31 - 1       # times are int32 milliseconds
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from core.times import MAX_MS
 from core.types import Frame
 from indexer.damage import VIDEO
 from indexer.damage import record as _record
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 # are known when deciding whether its frame can be the nearest to a target. Far more than
 # any codec's reordering depth (H.264 allows 16).
 LOOKAHEAD = 32
-# A frame time that would not fit a stored int32 millisecond time is broken: dropped.
-MAX_MS = 2**31 - 1
 
 
 def sample_frames(path: Path, *, start_ms: int = 0, end_ms: int | None = None,
@@ -264,7 +263,7 @@ class _Feed:
         if t is not None:
             pts = frame.pts if frame.pts is not None else frame.dts
             t_ms = float((t - self.origin) * 1000)
-            if not -MAX_MS <= t_ms <= MAX_MS:       # would not fit a stored time
+            if not -MAX_MS <= t_ms <= MAX_MS:       # would not fit a stored time: broken, dropped
                 self.stats["absurd_times"] += 1
                 return None
             return frame, t_ms, pts

@@ -160,6 +160,9 @@ def test_segments_and_captions(service):
     assert window and all(s["kind"] == "speech" and s["end"] > 3 and s["start"] < 6
                           for s in window)
     assert alpha.get(f"/v1/videos/{vid}/segments", params={"start": 5, "end": 2}).status_code == 422
+    for absurd in ("nan", "-inf", "1e300"):       # parse as floats; no time is one
+        assert alpha.get(f"/v1/videos/{vid}/segments", params={"end": absurd}).status_code == 422
+        assert alpha.get("/v1/search", params={"q": "x", "start": absurd}).status_code == 422
     assert alpha.get(f"/v1/videos/{vid}/segments", params={"kind": "smell"}).status_code == 422
     vtt = alpha.get(f"/v1/videos/{vid}/captions.vtt")
     assert vtt.headers["content-type"].startswith("text/vtt") and vtt.text.startswith("WEBVTT")

@@ -129,6 +129,9 @@ def test_segments_export_search_delete(media, tmp_path):
     hits = json.loads(run(home, "search", "somebody took the royal jewels", "--json").stdout)
     assert hits and hits[0]["video_id"] == vid and hits[0]["start"] >= 2.5
     assert run(home, "search", "x", "--start", "9", "--end", "1", check=False).returncode == 2
+    for absurd in ("nan", "inf", "1e300"):        # floats all, none a time: exit 2, one line
+        refused = run(home, "search", "x", "--end", absurd, check=False)
+        assert refused.returncode == 2 and refused.stderr.startswith("error: times must be")
 
     assert "rebuilt the vector index: " in run(home, "reindex-vectors").stdout
     run(home, "delete", vid)

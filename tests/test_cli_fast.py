@@ -24,7 +24,7 @@ HEAVY = ("torch", "sentence_transformers", "transformers", "faster_whisper", "ct
 # Runs the CLI in this process and reports which heavy modules it imported.
 PROBE = """
 import json, sys
-from api.cli import app
+from api.cli.commands import app
 try:
     app(sys.argv[2:], prog_name="chronoscope")
 except SystemExit as e:
@@ -108,6 +108,6 @@ def test_ground_is_for_searches_by_words():
     or moment there is nothing to place, and the command says so before any work."""
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from api.cli.commands import app
     got = CliRunner().invoke(app, ["search", "--like", "abcd@3", "--ground"])
     assert got.exit_code == 2 and "--ground refines a search by words" in got.output

@@ -160,7 +160,7 @@ def test_clip_download(server, ready, tmp_path):
 def cli(server, *args: str, key: str | None = None):
     get_settings.cache_clear()          # the key comes from the environment, through it
     try:
-        from api.cli import app
+        from api.cli.commands import app
         return CliRunner().invoke(app, ["--server", server[0], *args],
                                   env={"CHRONOSCOPE_API_KEY": server[1] if key is None else key})
     finally:
@@ -190,6 +190,53 @@ def test_cli_works_on_a_server(server, ready, media):
     assert cli(server, "list", "--all").exit_code == 2
     no_key = cli(server, "list", key="")
     assert no_key.exit_code == 2 and "CHRONOSCOPE_API_KEY" in no_key.output
+
+
+# `chronoscope ARGS` in a fresh process; on stderr at the end, the heavy modules it loaded.
+LANE = """
+import sys
+from api.cli.lane import main
+sys.argv[0] = "chronoscope"
+try:
+    main()
+finally:
+    print("loaded:", [m for m in ("typer", "httpx", "pydantic", "sqlalchemy", "numpy")
+                      if m in sys.modules], file=sys.stderr)
+"""
+
+
+def test_search_lane_prints_what_the_whole_command_line_prints(server, ready):
+    """A plain search through a server takes the quick lane: no Typer, httpx, pydantic,
+    SQLAlchemy or numpy loaded; the same output and exit code as the whole command line
+    (through the SDK), errors included."""
+    with Client(*server) as cs:
+        said = cs.segments(ready["id"], kinds=["speech"])["segments"][-1]["text"]
+
+    def lane(*args: str, key: str = server[1]):
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHRONOSCOPE_")},
+               "CHRONOSCOPE_SERVER": server[0], "CHRONOSCOPE_API_KEY": key}
+        return subprocess.run([sys.executable, "-c", LANE, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    cases = [["search", said, "-k", "3", "--json"], ["search", said],
+             ["search", said, "--kind", "speech", "--start", "0", "--end", "5.5", "-k2"],
+             ["search", said, "--video", ready["id"][:6], "--json"],
+             ["search", "zebras on the moon at midnight"],
+             ["search", said, "--video", "ffff0000"]]                   # no such video: 404
+    for args in cases:
+        quick, whole = lane(*args), cli(server, *args)
+        assert "loaded: []" in quick.stderr, (args, quick.stderr)
+        assert (quick.returncode, quick.stdout) == (whole.exit_code, whole.stdout), args
+        assert quick.stderr.startswith(whole.stderr), (args, quick.stderr)
+    assert json.loads(lane(*cases[0]).stdout)[0]["video_id"] == ready["id"]
+    revoked = lane("search", said, key="cs_not_a_key")
+    assert revoked.returncode == 1 and revoked.stderr.startswith("error: ")
+    assert revoked.stderr.startswith(cli(server, "search", said, key="cs_not_a_key").stderr)
+    gone = subprocess.run([sys.executable, "-c", LANE, "--server", f"http://127.0.0.1:"
+                           f"{_free_port()}", "search", said], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "CHRONOSCOPE_API_KEY": "k"})
+    assert gone.returncode == 1 and "error: cannot reach http://127.0.0.1:" in gone.stderr
+    refused = lane("search", said, "--start", "nan")    # the whole command line's message
+    assert refused.returncode == 2 and "times must be numbers of seconds" in refused.stderr
 
 
 def test_delete_through_the_sdk(server, ready):

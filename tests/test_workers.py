@@ -286,7 +286,7 @@ def test_retry_policy_is_in_the_decorators():
 
 
 def test_worker_command_needs_a_broker(monkeypatch):
-    from api.cli import app
+    from api.cli.commands import app
     from core.config import get_settings
     monkeypatch.delenv("CHRONOSCOPE_BROKER_URL", raising=False)
     get_settings.cache_clear()

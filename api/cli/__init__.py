@@ -1,8 +1,4 @@
-"""The `chronoscope` command line, one module per group of commands. Each command imports
-what it needs (a search must not pay for torch or for the models of indexing:
-tests/test_cli_fast.py)."""
-
-from api.cli import ingest, library, find, clip, keys, service, reembed  # noqa: F401,I001  (they register commands, in help order)
-from api.cli.common import app
-
-__all__ = ["app"]
+"""The `chronoscope` command line, one module per group of commands, assembled in
+api/cli/commands.py. Its entry point is api/cli/lane.py: a search through a server is sent
+from there without loading Typer. Each command imports what it needs (a search must not pay
+for torch or for the models of indexing: tests/test_cli_fast.py)."""

@@ -1,3 +1,3 @@
-from api.cli import app
+from api.cli.lane import main
 
-app()
+main()

@@ -12,7 +12,8 @@ import typer
 
 from core.config import get_settings
 from core.errors import BadInput, BadQuery, NotFound
-from core.times import check_range, clock, to_ms
+from api.cli.output import USER_ERRORS
+from core.times import check_range, to_ms
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -119,7 +120,7 @@ def fetch(local, over_http):
         with client:
             return over_http(client)
     except ApiError as e:
-        die(e.message, 2 if e.status in (400, 413, 415, 422) else 1)
+        die(e.message, 2 if e.status in USER_ERRORS else 1)
     except httpx.HTTPError as e:
         die(f"cannot reach {target['server']}: {e}")
 
@@ -145,8 +146,3 @@ def check_kinds(kinds: list[str] | None) -> None:
     for k in kinds or []:
         if k not in KINDS:
             die(f"unknown kind {k!r}: use one of {', '.join(KINDS)}", 2)
-
-
-def span(row: dict) -> str:
-    """A moment's or a chapter's [start, end], from its JSON seconds."""
-    return f"{clock(to_ms(row['start']), frac_sep='.')}-{clock(to_ms(row['end']), frac_sep='.')}"

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from api.cli.common import (JsonOpt, KindOpt, TenantOpt, check_kinds, check_window, die, emit,
-                            fetch, local_only, span, tenant_of, app)
+                            fetch, local_only, tenant_of, app)
+from api.cli.output import moment_lines
 from core.config import get_settings
 from core.errors import BadInput, ModelUnavailable, NotFound
 from core.times import to_ms
@@ -66,11 +67,7 @@ def search(query: Annotated[str, typer.Argument(help="what to find, in plain wor
         die(str(e), 2)
     except (NotFound, ModelUnavailable) as e:
         die(str(e))
-    human = "\n".join(
-        f"{r['score']:.2f}{' (weak)' if r.get('weak') else ''}  {r['video_id'][:8]}  "
-        f"{span(r)}  [{','.join(r['kinds'])}]  {r['text'][:100]}"
-        for r in rows) or "no matches"
-    emit(rows, as_json, human)
+    emit(rows, as_json, moment_lines(rows))
 
 
 def _resolve(video: list[str] | None, like: str | None, tenant: str) -> tuple[list | None,

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from api.cli.common import (JsonOpt, KindOpt, TenantOpt, check_kinds, check_window, die, emit,
-                            fetch, load_video, local_only, span, target, tenant_of,
+                            fetch, load_video, local_only, target, tenant_of,
                             user_errors, app)
+from api.cli.output import span
 from core.config import get_settings
 from core.times import to_ms
 from core.types import MAX_RESULTS
