@@ -230,16 +230,17 @@ def index_video(settings: Settings, video_id: str,
 
 
 def delete_video(settings: Settings, video_id: str, *, tenant: str | None = None) -> None:
-    """Rows (segments, chunks, summaries by cascade), vectors, the preview, and the stored
-    file when chronoscope owns it (an upload in its media directory; never a user's own
-    file)."""
-    from indexer import index_sync, preview
+    """Rows (segments, chunks, summaries by cascade), vectors, the preview, the thumbnails,
+    and the stored file when chronoscope owns it (an upload in its media directory; never a
+    user's own file)."""
+    from indexer import index_sync, preview, thumbs
     with session_scope(settings) as s:
         video = queries.get_video(s, video_id, tenant=tenant)
         path = Path(video.path)
         s.delete(video)
     index_sync.sync(settings)
     preview.delete(settings.media_dir, video_id)
+    thumbs.delete(settings.media_dir, video_id)
     media = settings.media_dir.resolve()
     if path.is_relative_to(media):
         path.unlink(missing_ok=True)

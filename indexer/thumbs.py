@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,11 @@ def thumb_path(media_dir: Path, video_id: int | str, t_ms: int) -> Path:
     if not _SAFE_ID.match(str(video_id)) or int(t_ms) < 0:
         raise ValueError(f"bad thumbnail key {video_id!r} @ {t_ms!r}")
     return Path(media_dir) / "thumbs" / str(video_id) / f"{int(t_ms)}.jpg"
+
+
+def delete(media_dir: Path, video_id: str) -> None:
+    """Every thumbnail of the video (they show what was in it: they go with it)."""
+    shutil.rmtree(thumb_path(media_dir, video_id, 0).parent, ignore_errors=True)
 
 
 def encode(image: np.ndarray, *, width: int = WIDTH, quality: int = QUALITY) -> bytes:

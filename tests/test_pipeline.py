@@ -75,7 +75,10 @@ def test_crash_mid_video_resumes_without_redoing_finished_chunks(settings, clip,
     reference = pipeline.add_video(settings, clip)
     pipeline.index_video(settings, reference)
     expected = [r[1:] for r in rows(settings, reference)]
+    thumbs = settings.media_dir / "thumbs" / reference
+    assert any(thumbs.glob("*.jpg"))
     pipeline.delete_video(settings, reference)
+    assert not thumbs.exists()                  # what was in the video goes with it
 
     vid = pipeline.add_video(settings, clip)
     calls = []

@@ -3,7 +3,10 @@ says what comes next. The retry policy lives in the decorators: transient errors
 broker, a unit written twice at once) retry with exponential backoff and jitter; anything
 else, or retries spent, fails the video with its reason (VideoTask.on_failure)."""
 
+import logging
+
 from celery import Task
+from celery.exceptions import Retry
 from sqlalchemy.exc import IntegrityError
 
 from core.config import get_settings
@@ -20,10 +23,31 @@ from workers.names import CAPTION, CHUNK, FINALIZE, NOTIFY, PLAN
 # finished unit or finds the video gone.
 TRANSIENT = (TransientError, IntegrityError)
 
+log = logging.getLogger(__name__)
+
 
 class VideoTask(Task):
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Retry:
+            raise
+        except Exception:
+            # A video deleted under its running task (its rows or its file already gone):
+            # nothing went wrong, the work just ends, without an error in the log.
+            if not (args and _deleted(args[0])):
+                raise
+            log.info("video %s was deleted while indexing: %s dropped", args[0], self.name)
+
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         flow.give_up(get_settings(), self.app, args[0], exc)
+
+
+def _deleted(video_id: str) -> bool:
+    try:
+        return flow.status(get_settings(), video_id) is None
+    except Exception:        # the database is away: not known to be deleted
+        return False
 
 
 _ws = worker_settings()
