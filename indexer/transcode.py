@@ -144,6 +144,7 @@ class _Video:
         self.last_pts = None         # source pts of the last frame taken
         self.held = None             # the last packet out, muxed once the next is known
         self.done = False
+        self.turned = how != ENCODE  # a copied stream keeps the source's display matrix
         if how == ENCODE:
             self.stream = self.encoder = _encoder(out, source, encoding)
         else:
@@ -181,6 +182,10 @@ class _Video:
             item.dts = item.pts
             self._hold(item)
             return
+        if not self.turned:          # before the first packet goes out: a phone's portrait
+            self.turned = True       # video stays upright
+            if item.rotation:
+                self.stream.set_display_rotation(item.rotation)
         item.pict_type = av.video.frame.PictureType.NONE      # let the encoder choose
         frame = item.reformat(width=self.encoder.width, height=self.encoder.height,
                               format="yuv420p")

@@ -166,6 +166,22 @@ def test_reordered_and_foreign_codecs_cut_exactly(media, tmp_path, settings, nam
         check_sound(src, out, first, end)
 
 
+@pytest.mark.parametrize("bframes,start,mode", [(0, 0.0, "copy"), (0, 1.05, "smart"),
+                                                (2, 1.05, "encode")])
+@pytest.mark.parametrize("rotation", [90, -90])
+def test_a_phone_video_clip_stays_upright(tmp_path, settings, bframes, start, mode, rotation):
+    """The display matrix of a portrait phone video goes with every kind of clip."""
+    from videos import make_video
+    from indexer.probe import probe
+    src = tmp_path / "portrait.mp4"
+    make_video(src, duration_s=4, fps=10, size=(160, 96), rotation=rotation, bframes=bframes,
+               keyint=20)
+    out = tmp_path / "clip.mp4"
+    assert clips.cut(src, out, start, 3.0, settings, None).mode == mode
+    turned = probe(out)
+    assert (turned.rotation, turned.width, turned.height) == (rotation % 360, 96, 160)
+
+
 @pytest.mark.parametrize("start,end,says", [
     (-1.0, 5.0, ">= 0"), (math.nan, 5.0, "finite"), (1.0, math.inf, "finite"),
     (5.0, 5.0, "not after start"), (6.0, 2.0, "not after start"),
