@@ -1,5 +1,6 @@
-"""Search admission on a real server: N in flight, the next waits then gets a fast 503 with
-Retry-After, a full queue answers at once, other routes stay quick; and the pool sizing."""
+"""Search and clip admission on a real server: N in flight, the next waits then gets a fast
+503 with Retry-After, a full queue answers at once, other routes stay quick; and the pool
+sizing."""
 
 import asyncio
 import threading
@@ -11,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from api import errors
-from api.limits import Limiter, SearchSlot
+from api.limits import ClipSlot, Limiter, SearchSlot
 from core.config import ApiSettings, DatabaseSettings, Settings
 from core.errors import TransientError
 from store import pool
@@ -27,9 +28,17 @@ class Gate:
         errors.install(app)               # the API's error body
         app.state.api_settings = ApiSettings(max_concurrent_searches=limit,
                                              search_queue_wait_s=wait_s)
+        app.state.settings = Settings()
+        app.state.settings.clip.max_concurrent, app.state.settings.clip.queue_wait_s = 1, 0.5
 
         @app.get("/search", dependencies=[SearchSlot])
         def search() -> dict:
+            self.inside += 1
+            self.open.wait(30)
+            return {"ok": True}
+
+        @app.get("/clip", dependencies=[ClipSlot])
+        def clip() -> dict:
             self.inside += 1
             self.open.wait(30)
             return {"ok": True}
@@ -66,6 +75,25 @@ def test_n_in_flight_then_wait_then_fast_503():
             gate.open.set()
         assert [f.result()[0] for f in running] == [200, 200]
     assert (gate.limiter.active, gate.limiter.waiting) == (0, 0)
+
+
+def test_clips_have_their_own_slots():
+    """A clip being cut holds the one clip slot: the next clip waits, then gets 503 +
+    Retry-After; searches are not held up by clips."""
+    gate = Gate(limit=2, wait_s=0.5)
+    with serve(gate.app) as base, ThreadPoolExecutor(4) as pool_:
+        try:
+            cutting = pool_.submit(_get, base, "/clip")
+            wait_for(lambda: gate.inside == 1, timeout=10, what="a clip in flight")
+            status, headers, body, took = _get(base, "/clip")
+            assert status == 503 and headers["retry-after"] == "1", body
+            assert "too many clips at once (at most 1 run together)" in body["error"]["message"]
+            assert 0.4 < took < 3, took
+            searching = pool_.submit(_get, base)
+            wait_for(lambda: gate.inside == 2, timeout=10, what="a search beside the clip")
+        finally:
+            gate.open.set()
+        assert cutting.result()[0] == searching.result()[0] == 200
 
 
 def test_a_waiting_search_runs_when_a_slot_frees():
