@@ -116,6 +116,7 @@ def plan(settings: Settings, video_id: str) -> int:
         video.chunks_total = len(spans)
         s.flush()
         queries.recount_done(s, video_id=video_id)
+        video.run_from_ms = video.progress_ms       # the ETA's start: what was done before
     return len(spans)
 
 

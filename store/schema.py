@@ -51,6 +51,8 @@ class Video(Base):
     progress_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     stage: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # progress_ms when this run's plan began (0008): a resumed run's ETA counts only its own.
+    run_from_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Chunks sent to the broker so far, in index order (workers/flow.py: the window).
     chunks_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # PyAV's name for the probed container (migration 0006): what the media is served as.

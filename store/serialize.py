@@ -23,13 +23,15 @@ def video_json(v: Video, now: datetime | None = None) -> dict:
 
 
 def eta_s(v: Video, now: datetime) -> float | None:
-    """Seconds until done at the pace so far (seconds of video per second since the plan
-    began); known from the first unit of work on, None before and once it is over."""
-    if v.status != PROCESSING or not v.progress_ms or not v.duration_ms or not v.started_at:
+    """Seconds until done at this run's pace (seconds of video indexed per second since its
+    plan began; a resumed run does not count what was done before it); known from its first
+    unit of work on, None before and once it is over."""
+    done_ms = (v.progress_ms or 0) - (v.run_from_ms or 0)
+    if v.status != PROCESSING or done_ms <= 0 or not v.duration_ms or not v.started_at:
         return None
     started = v.started_at if v.started_at.tzinfo else v.started_at.replace(tzinfo=timezone.utc)
     elapsed = max(0.0, (now - started).total_seconds())
-    return round(elapsed / v.progress_ms * max(0, v.duration_ms - v.progress_ms), 1)
+    return round(elapsed / done_ms * max(0, v.duration_ms - v.progress_ms), 1)
 
 
 def segment_json(seg: Segment) -> dict:

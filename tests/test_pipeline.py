@@ -102,6 +102,23 @@ def test_crash_mid_video_resumes_without_redoing_finished_chunks(settings, clip,
     pipeline.index_video(settings, vid)
     assert {idx for idx, _ in calls} == {2, 3}          # chunks 0 and 1 were not redone
     assert [r[1:] for r in rows(settings, vid)] == expected
+    with session_scope(settings) as s:                 # the second run's ETA started there
+        assert queries.get_video(s, vid).run_from_ms == 4000
+
+
+def test_a_resumed_runs_eta_counts_its_own_pace_only():
+    from datetime import datetime, timedelta, timezone
+
+    from store.schema import PROCESSING, Video
+    from store.serialize import eta_s
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    video = Video(status=PROCESSING, duration_ms=600_000, progress_ms=400_000,
+                  run_from_ms=300_000, started_at=now - timedelta(seconds=50))
+    assert eta_s(video, now) == 100.0       # 100 s of video in 50 s; 200 s left
+    video.run_from_ms = 0                   # a first run: all of it at this pace
+    assert eta_s(video, now) == 25.0
+    video.progress_ms = video.run_from_ms   # nothing done yet by this run: unknown
+    assert eta_s(video, now) is None
 
 
 def test_speech_and_screen_text_of_a_chunk_run_side_by_side(sqlite_settings, clip, monkeypatch):
