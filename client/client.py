@@ -152,15 +152,18 @@ class Client:
                                    f"{timeout:.0f} s")
             time.sleep(poll_s)
 
-    def list_videos(self, *, limit: int | None = None, page_token: str | None = None
-                    ) -> VideoPage:
-        """One page of the tenant's videos, oldest first."""
-        return self._get("/v1/videos", limit=limit, page_token=page_token)
+    def list_videos(self, *, limit: int | None = None, page_token: str | None = None,
+                    active: bool = False) -> VideoPage:
+        """One page of the tenant's videos, oldest first; `active`: only those not done yet
+        (queued, indexing or interrupted)."""
+        return self._get("/v1/videos", limit=limit, page_token=page_token,
+                         active="true" if active else None)
 
-    def iter_videos(self, *, page_size: int | None = None) -> Iterator[Video]:
-        """Every video, page after page."""
-        return self._pages(lambda token: self.list_videos(limit=page_size, page_token=token),
-                           "videos")
+    def iter_videos(self, *, page_size: int | None = None, active: bool = False
+                    ) -> Iterator[Video]:
+        """Every video (or every active one), page after page."""
+        return self._pages(lambda token: self.list_videos(limit=page_size, page_token=token,
+                                                          active=active), "videos")
 
     def delete_video(self, video_id: str) -> None:
         """Delete the video: its rows, vectors and file."""

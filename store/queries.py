@@ -60,13 +60,16 @@ def find_video_by_sha256(session: Session, *, sha256: str, tenant: str) -> Video
 
 
 def list_videos(session: Session, *, tenant: str | None = None,
-                after: tuple[datetime, str] | None = None, limit: int | None = None
-                ) -> Sequence[Video]:
+                after: tuple[datetime, str] | None = None, limit: int | None = None,
+                active: bool = False) -> Sequence[Video]:
     """Videos in (created_at, id) order: oldest first, and after the `after` key when
-    given (a page cursor that rows added meanwhile cannot shift)."""
+    given (a page cursor that rows added meanwhile cannot shift); `active`: only those
+    not done yet (queued, indexing or interrupted)."""
     stmt = select(Video).order_by(Video.created_at, Video.id)
     if tenant is not None:
         stmt = stmt.where(Video.tenant == tenant)
+    if active:
+        stmt = stmt.where(Video.status.in_([QUEUED, PROCESSING]))
     if after is not None:
         stmt = stmt.where(tuple_(Video.created_at, Video.id) > tuple_(*after))
     return session.scalars(stmt.limit(limit)).all()

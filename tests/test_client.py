@@ -126,6 +126,7 @@ def test_library_reads_and_errors(server, ready, media, tmp_path):
         assert [v["id"] for v in cs.iter_videos(page_size=1)] == [ready["id"], second]
         cs.delete_video(second)
         assert [v["id"] for v in cs.iter_videos()] == [ready["id"]]
+        assert cs.list_videos(active=True)["videos"] == []            # it is done
         assert cs.summary(ready["id"])["chapters"]
         assert cs.captions(ready["id"], "vtt").startswith("WEBVTT")
         dest = cs.download_media(ready["id"], tmp_path / "copy.mp4")
@@ -175,6 +176,7 @@ def test_cli_works_on_a_server(server, ready, media):
     assert json.loads(indexed.stdout)["skipped"] == "already indexed"       # as locally
     listed = json.loads(cli(server, "list", "--json").stdout)
     assert [v["id"] for v in listed] == [vid]                   # a plain list, as locally
+    assert cli(server, "list", "--active").stdout == "no active videos\n"
     assert json.loads(cli(server, "status", vid, "--json").stdout)["status"] == "ready"
     segments = json.loads(cli(server, "segments", vid, "--json").stdout)
     assert segments and isinstance(segments, list)

@@ -11,7 +11,7 @@ from core.config import Settings
 from core.errors import AmbiguousId, NotFound
 from store import queries
 from store.db import session_scope
-from store.schema import READY, Video
+from store.schema import FAILED, PROCESSING, QUEUED, READY, Video
 from test_cli import run
 from web.live import serve
 
@@ -136,3 +136,22 @@ def test_resolve_video_on_both_databases(settings):
                 queries.resolve_video(s, ref, tenant="t1")
         with pytest.raises(AmbiguousId, match=r"abxd02 \(abxd02\), abxd03"):
             queries.resolve_video(s, "abxd", tenant="t1")
+
+
+def test_active_videos_are_the_ones_not_done(settings):
+    """`list --active`, GET /v1/videos?active=true: queued, indexing or interrupted (a
+    stored `processing`) videos of the tenant, oldest first; what the web page polls."""
+    from datetime import datetime, timedelta, timezone
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with session_scope(settings) as s:
+        for i, (vid, tenant, status) in enumerate([
+                ("done01", "t1", READY), ("busy01", "t1", PROCESSING), ("fail01", "t1", FAILED),
+                ("wait01", "t1", QUEUED), ("else01", "t2", PROCESSING)]):
+            s.add(Video(id=vid, tenant=tenant, filename=vid, path="/p", status=status,
+                        notes=[], created_at=t0 + timedelta(seconds=i)))
+    with session_scope(settings) as s:
+        assert [v.id for v in queries.list_videos(s, tenant="t1", active=True)] == \
+            ["busy01", "wait01"]
+        assert [v.id for v in queries.list_videos(s, tenant="t1", active=True, limit=1,
+                                                  after=(t0, "done01"))] == ["busy01"]
+        assert len(queries.list_videos(s, tenant="t1")) == 4

@@ -149,8 +149,21 @@ def test_empty_library_and_a_refused_key_that_is_then_fixed(d, site):
     _shot(d, "web-empty.png")
 
 
+# Counts the page's reads of the video list: whole, or only the videos not done yet.
+COUNT_LIST_READS = """
+window.listReads = {all: 0, active: 0};
+const fetchAll = window.fetch;
+window.fetch = (url, options) => {
+  const u = String(url);
+  if (u.startsWith("/v1/videos?")) window.listReads[u.includes("active=true") ? "active" : "all"] += 1;
+  return fetchAll(url, options);
+};
+"""
+
+
 def test_upload_shows_live_progress_in_seconds(d, site, media):
     api = site[2]
+    d.execute_script(COUNT_LIST_READS)
     _upload(d, media / CLIP)
     seen = []
 
@@ -167,6 +180,10 @@ def test_upload_shows_live_progress_in_seconds(d, site, media):
     wait_for(lambda: _text(d, "#upload-status") == "uploaded and indexed", timeout=10,
              what="the upload note")
     assert d.find_element(*_by("#upload-progress")).get_attribute("value") == "100"
+    reads = d.execute_script("return window.listReads")
+    # While it indexed, the page read only the active videos each second; the whole list
+    # once for the upload and once when it was done (a large library is not re-read).
+    assert reads["active"] >= 2 and reads["all"] <= 3, reads
     live = [text for status, text in seen if status == "processing"]
     done = {m.group(1) for text in live
             if (m := re.match(r"indexed (\d+:\d\d) of 0:06", text))}

@@ -34,6 +34,8 @@ def status(video_id: str, tenant: TenantOpt = None, as_json: JsonOpt = False) ->
 def list_(tenant: TenantOpt = None,
           every: Annotated[bool, typer.Option("--all", help="every tenant's videos (on this "
                                                              "machine)")] = False,
+          active: Annotated[bool, typer.Option("--active", help="only videos not done yet: "
+                                               "queued, indexing or interrupted")] = False,
           as_json: JsonOpt = False) -> None:
     """The tenant's videos (--all: every tenant's), oldest first, with their tenant."""
     if every:
@@ -45,12 +47,12 @@ def list_(tenant: TenantOpt = None,
         from store.serialize import video_json
         with session_scope(get_settings()) as s:
             return [video_json(v) for v in queries.list_videos(
-                s, tenant=None if every else tenant_of(tenant))]
-    videos = fetch(local, lambda c: list(c.iter_videos(page_size=MAX_RESULTS)))
+                s, tenant=None if every else tenant_of(tenant), active=active)]
+    videos = fetch(local, lambda c: list(c.iter_videos(page_size=MAX_RESULTS, active=active)))
     human = "\n".join(f"{v['id']}  {v['tenant']:<12} {v['status']:<11} "
                       f"{v['duration'] or 0:>9.3f} s  {v['filename']}" for v in videos) \
-        or ("no videos" if every or target["server"] else
-            f"no videos in tenant {tenant_of(tenant)}")
+        or (f"no {'active ' if active else ''}videos" if every or target["server"] else
+            f"no {'active ' if active else ''}videos in tenant {tenant_of(tenant)}")
     emit(videos, as_json, human)
 
 

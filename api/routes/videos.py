@@ -4,10 +4,10 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api.captions import render
@@ -123,11 +123,13 @@ def upload_video(upload: UploadDep, tenant: TenantDep, settings: SettingsDep,
 
 @router.get("", response_model=VideoPage, responses=errors(400, 401, 422))
 def list_videos(tenant: TenantDep, session: SessionDep, request: Request,
-                limit: Limit = DEFAULT_LIMIT, page_token: PageToken = None) -> dict:
+                limit: Limit = DEFAULT_LIMIT, page_token: PageToken = None,
+                active: Annotated[bool, Query(description="only videos not done yet: queued, "
+                                              "indexing or interrupted")] = False) -> dict:
     """The tenant's videos, oldest first, a page at a time."""
     after = read_token(request, "videos", tenant, page_token)
     rows = queries.list_videos(session, tenant=tenant, limit=limit + 1, after=(
-        datetime.fromisoformat(after[0]), after[1]) if after else None)
+        datetime.fromisoformat(after[0]), after[1]) if after else None, active=active)
     rows, token = page_of(request, "videos", tenant, rows, limit,
                           lambda v: [v.created_at.isoformat(), v.id])
     return {"videos": videos_out(request, session, rows), "next_page_token": token}

@@ -470,10 +470,36 @@ async function refreshVideos() {
     ...videos.map((v) => el("option", { value: v.id, textContent: v.filename })));
   pick.value = state.videos.has(chosen) ? chosen : "";
   noteUploadOutcome();
-  // Poll while anything is being indexed; an interrupted run may be resumed elsewhere.
+  pollAgain(videos);
+}
+
+const notDone = (v) => BUSY.has(v.status) || v.status === "interrupted";
+
+// Poll while anything is being indexed (an interrupted run may be resumed elsewhere): only
+// the videos not done yet, in one small request whatever the size of the library, each
+// updated in place; the whole list again once one is done or another has appeared.
+function pollAgain(videos) {
   const busy = videos.some((v) => BUSY.has(v.status));
-  const stalled = videos.some((v) => v.status === "interrupted");
-  if (busy || stalled) state.polling = setTimeout(refreshVideos, busy ? 1000 : 10000);
+  if (busy || videos.some(notDone)) state.polling = setTimeout(pollActive, busy ? 1000 : 10000);
+}
+
+async function pollActive() {
+  clearTimeout(state.polling);
+  let active;
+  try { active = await allPages("/v1/videos?active=true", "videos", 100); } catch (e) {
+    refreshVideos();          // which says what went wrong
+    return;
+  }
+  const known = [...state.videos.values()].filter(notDone);
+  if (active.length !== known.length || !active.every((v) => state.videos.has(v.id))) {
+    refreshVideos();
+    return;
+  }
+  for (const v of active) {
+    state.videos.set(v.id, v);
+    $(`#videos [data-id="${CSS.escape(v.id)}"]`)?.replaceWith(videoItem(v));
+  }
+  pollAgain(active);
 }
 
 function noteUploadOutcome() {
