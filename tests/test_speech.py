@@ -209,7 +209,8 @@ def test_weights_resolve_offline_and_errors_say_how(tmp_path):
     assert "Systran/faster-whisper-small.en" in str(e.value)
     assert "CHRONOSCOPE_SPEECH__MODEL=/that/directory" in str(e.value)
     # Without the offline package, the message names it.
-    missing = dataclasses.replace(speech.SOURCE, package="no_such_models_pkg")
+    missing = dataclasses.replace(speech.SOURCE, packages={
+        speech.SOURCE.names[speech.SOURCE.default]: ("no_such_models_pkg/model",)})
     with pytest.raises(ModelUnavailable, match="pip install no-such-models-pkg"):
         resolve("", missing, cache_dir=tmp_path)
     # A directory that holds the files is taken as it is, and its fingerprint follows the
