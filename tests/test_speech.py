@@ -185,6 +185,16 @@ def test_hallucination_tells():
     assert not speech._hallucinated(seg("The budget was approved."))
 
 
+def test_a_first_word_timed_before_a_long_pause_joins_its_segment():
+    # faster-whisper#125: "The" timed 8.9 s before the rest of its sentence.
+    words = [(80_300, 81_000, " The"), (89_200, 89_400, " energy"), (89_400, 89_700, " is")]
+    assert speech.first_word_retimed(words) == [(88_500, 89_200, " The"), *words[1:]]
+    assert speech.phrases(speech.first_word_retimed(words)) == [(88_500, 89_700, "The energy is")]
+    near = [(0, 300, " So"), (800, 1000, " we")]         # a pause of 500 ms: left as it is
+    assert speech.first_word_retimed(near) == near
+    assert speech.first_word_retimed(words[:1]) == words[:1]
+
+
 def test_phrases_split_on_pause_sentence_and_length():
     words = [(0, 300, " Hello"), (350, 700, " there."),          # sentence end, but < 1 s
              (800, 1200, " How"), (1250, 1600, " are"), (1650, 2000, " you?"),
