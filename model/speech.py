@@ -30,10 +30,11 @@ MIN_SENTENCE_MS = 1_000   # "Yes." alone is too little to search for: keep it wi
 VAD = dict(threshold=0.5, min_silence_duration_ms=1000, speech_pad_ms=200)
 
 # Greedy decoding: beam search (5) took about 40% more CPU for the same words on continuous
-# speech (bench/RESULTS.md, "Indexing speed"). faster-whisper's BatchedInferencePipeline
-# saved little more on 2 cores, merges VAD chunks into 30 s segments (coarser hallucination
-# checks) and misheard a repeated keyword ("budget" as "mergers"), so it is not used.
+# speech (bench/RESULTS.md, "Indexing speed").
 BEAM_SIZE = 1
+# Speech windows (VAD chunks merged up to 30 s) decoded together: base took 27 % less CPU
+# on 300 s of continuous speech, for the same words (bench/RESULTS.md, "Whisper base").
+BATCH = 8
 
 # What Whisper says over silence or noise when it has nothing to say (from its training on
 # subtitled video). Dropped only when the model itself is unsure, since people say these too.
@@ -62,7 +63,7 @@ SOURCE = Source(
 
 
 class Whisper(InferenceModel):
-    model: object      # faster_whisper.WhisperModel
+    model: object      # faster_whisper.BatchedInferencePipeline
 
     @staticmethod
     def key(settings: Settings) -> tuple:
@@ -72,11 +73,12 @@ class Whisper(InferenceModel):
     def load(self, settings: Settings) -> None:
         s = settings.speech
         path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
-        from faster_whisper import WhisperModel
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
         # On the CPU, one thread per core this process may use: speech runs in the CPU
         # workers' chunk tasks, and more threads than cores only contend.
-        self.model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type,
-                                  cpu_threads=len(os.sched_getaffinity(0)))
+        self.model = BatchedInferencePipeline(WhisperModel(
+            str(path), device="cpu", compute_type=s.compute_type,
+            cpu_threads=len(os.sched_getaffinity(0))))
         self.model_id = provenance(f"faster-whisper:{name_of(s.model, SOURCE)}", path)
 
 
@@ -96,7 +98,7 @@ def transcribe(audio: np.ndarray, *, offset_ms: int,
     loaded = Whisper.get(settings)
     segments, _info = loaded.model.transcribe(
         audio, language=settings.speech.language, word_timestamps=True,
-        vad_filter=True, vad_parameters=VAD, beam_size=BEAM_SIZE,
+        vad_filter=True, vad_parameters=dict(VAD), beam_size=BEAM_SIZE, batch_size=BATCH,
         # Conditioning on earlier text is what makes Whisper loop over hours: off.
         condition_on_previous_text=False)
     duration_ms = round(audio.size * 1000 / SAMPLE_RATE)
