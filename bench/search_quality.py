@@ -4,6 +4,7 @@ vector-only and text-only, in one run.
     .venv/bin/python bench/search_quality.py               # SQLite in bench/.cache/
     .venv/bin/python bench/search_quality.py --postgres    # a scratch Postgres database
     .venv/bin/python bench/search_quality.py --calibrate   # also refit the score's A and B
+    .venv/bin/python bench/search_quality.py --per-query   # each query's rank and top moment
     .venv/bin/python bench/search_quality.py --embedders DIR_OR_NAME ...   # vs MiniLM
 
 The library is bench/evalset/videos.json: five generated videos (espeak-ng speech at
@@ -161,7 +162,7 @@ def is_hit(moment, truth, ids) -> bool:
     return False
 
 
-def evaluate(settings, items, ids, mode: str) -> dict:
+def evaluate(settings, items, ids, mode: str, per_query: bool = False) -> dict:
     from search import query
     ranks, lengths, lat, weak_pos, weak_neg = [], [], [], [], []
     for item in items:
@@ -169,10 +170,16 @@ def evaluate(settings, items, ids, mode: str) -> dict:
         found = query.search(settings, item["query"], k=K, mode=mode)
         lat.append(time.perf_counter() - t)
         lengths += [(m.end_ms - m.start_ms) / 1000 for m in found[:1]]
+        rank = next((i for i, m in enumerate(found) if is_hit(m, item["truth"], ids)), None)
+        if per_query:   # rank of the first hit (- none, n/a no answer), top score, top text
+            top = found[0] if found else None
+            shown = "n/a" if not item["truth"] else "-" if rank is None else rank + 1
+            weak = " weak" if top is None or top.weak else "     "
+            print(f"  {shown:>3} {top.score if top else 0:5.2f}{weak}  {item['query'][:45]:<46}"
+                  f"{top.text[:70] if top else ''}")
         if not item["truth"]:
             weak_neg.append(not found or found[0].weak)
             continue
-        rank = next((i for i, m in enumerate(found) if is_hit(m, item["truth"], ids)), None)
         ranks.append(rank)
         if rank is not None:
             weak_pos.append(not found[rank].weak)
@@ -303,6 +310,8 @@ def main() -> None:
                     help="index into a scratch database on 127.0.0.1:5432, dropped after")
     ap.add_argument("--home", type=Path, default=CACHE / "search_quality")
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--per-query", action="store_true",
+                    help="print each query's hybrid rank and top moment")
     ap.add_argument("--embedders", nargs="*", default=[],
                     help="text embedders (directory or name) to compare with the configured one")
     args = ap.parse_args()
@@ -333,6 +342,9 @@ def main() -> None:
         header = ["R@1", "R@5", "MRR", "answer not weak", "no-answer weak", "top length s",
                   "p50 ms"]
         print(f"\n{'mode':<8}" + "".join(f"{h:>16}" for h in header))
+        if args.per_query:
+            print("\nhybrid, per query: rank of the first hit, top score, query, top text")
+            evaluate(settings, items, ids, "hybrid", per_query=True)
         for mode in ("hybrid", "vector", "text"):
             res = evaluate(settings, items, ids, mode)
             print(f"{mode:<8}" + "".join(

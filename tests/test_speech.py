@@ -1,4 +1,4 @@
-"""Speech: real faster-whisper (tiny.en, offline) on a real film clip against its human
+"""Speech: real faster-whisper (Whisper base, offline) on a real film clip against its human
 captions, and on espeak-ng sentences placed at known times in a file written with PyAV."""
 
 import dataclasses
@@ -60,7 +60,7 @@ def settings():
 def test_film_clip_matches_human_captions(settings):
     audio = decode_audio(CLIP)
     segments = speech.transcribe(audio, offset_ms=0, settings=settings)
-    assert segments and all(s.kind == SPEECH and s.model_id.startswith("faster-whisper:tiny.en@")
+    assert segments and all(s.kind == SPEECH and s.model_id.startswith("faster-whisper:base@")
                             for s in segments)
     assert all(0 <= s.start_ms < s.end_ms <= 6200 for s in segments)
     # Word times inside a phrase are not exposed, so a phrase's words are spread evenly over
@@ -74,8 +74,8 @@ def test_film_clip_matches_human_captions(settings):
     for start, end, text in _vtt(CLIP.with_suffix(".vtt")):
         want = _words(text)
         if len(want) < 4:
-            # "Hildy!" and "How are you?" are shouted over music; tiny.en does not recognise
-            # them (larger Whisper models do), so only the full sentences are held to account.
+            # "Hildy!" and "How are you?" are shouted over music; tiny.en and base do not
+            # recognise them (larger Whisper models do): only full sentences are held to account.
             continue
         near = [(t, w) for t, w in timed if start - 1000 <= t <= end + 1000]
         found = [next((t for t, got in near if _like(w, got)), None) for w in want]
@@ -185,6 +185,16 @@ def test_hallucination_tells():
     assert not speech._hallucinated(seg("The budget was approved."))
 
 
+def test_a_first_word_timed_before_a_long_pause_joins_its_segment():
+    # faster-whisper#125: "The" timed 8.9 s before the rest of its sentence.
+    words = [(80_300, 81_000, " The"), (89_200, 89_400, " energy"), (89_400, 89_700, " is")]
+    assert speech.first_word_retimed(words) == [(88_500, 89_200, " The"), *words[1:]]
+    assert speech.phrases(speech.first_word_retimed(words)) == [(88_500, 89_700, "The energy is")]
+    near = [(0, 300, " So"), (800, 1000, " we")]         # a pause of 500 ms: left as it is
+    assert speech.first_word_retimed(near) == near
+    assert speech.first_word_retimed(words[:1]) == words[:1]
+
+
 def test_phrases_split_on_pause_sentence_and_length():
     words = [(0, 300, " Hello"), (350, 700, " there."),          # sentence end, but < 1 s
              (800, 1200, " How"), (1250, 1600, " are"), (1650, 2000, " you?"),
@@ -199,9 +209,12 @@ def test_phrases_split_on_pause_sentence_and_length():
 
 
 def test_weights_resolve_offline_and_errors_say_how(tmp_path):
-    # Empty cache dir, no network: the offline package provides tiny.en.
+    # Empty cache dir, no network: the two offline part packages provide base, joined into
+    # the cache once (model.bin is the parts' bytes in order).
     path = resolve("", speech.SOURCE, cache_dir=tmp_path)
-    assert (path / "model.bin").is_file()
+    assert path.parent == tmp_path / "packaged" and (path / "model.bin").stat().st_size == \
+        145_217_532
+    assert resolve("base", speech.SOURCE, cache_dir=tmp_path) == path
     with pytest.raises(ModelUnavailable, match="CHRONOSCOPE_SPEECH__MODEL"):
         resolve(str(tmp_path / "nowhere"), speech.SOURCE)
     with pytest.raises(ModelUnavailable) as e:
@@ -209,7 +222,8 @@ def test_weights_resolve_offline_and_errors_say_how(tmp_path):
     assert "Systran/faster-whisper-small.en" in str(e.value)
     assert "CHRONOSCOPE_SPEECH__MODEL=/that/directory" in str(e.value)
     # Without the offline package, the message names it.
-    missing = dataclasses.replace(speech.SOURCE, package="no_such_models_pkg")
+    missing = dataclasses.replace(speech.SOURCE, packages={
+        speech.SOURCE.names[speech.SOURCE.default]: ("no_such_models_pkg/model",)})
     with pytest.raises(ModelUnavailable, match="pip install no-such-models-pkg"):
         resolve("", missing, cache_dir=tmp_path)
     # A directory that holds the files is taken as it is, and its fingerprint follows the

@@ -59,8 +59,9 @@ def d():
 def site(tmp_path_factory):
     from api.http import create_app
     settings = Settings(home=tmp_path_factory.mktemp("web") / "home")
-    # 2 s chunks: a 6 s clip is indexed in steps the page can show as they happen.
-    settings.chunk.length_s, settings.chunk.overlap_s = 2.0, 0.5
+    # 3 s chunks: a 6 s clip is indexed in steps the page can show as they happen, each
+    # long enough for Whisper base to hear a phrase in (with 2 s, it heard only the first).
+    settings.chunk.length_s, settings.chunk.overlap_s = 3.0, 0.5
     settings.api.media_url_ttl_s = TTL_S
     with serve(create_app(settings)) as base:
         key = make_key(settings, "viewer")[0]
@@ -216,7 +217,8 @@ def test_search_thumbnail_seek_captions_and_transcript(d, site):
                   if m.get("thumbnail")]
     assert thumbs == len(with_thumb) > 0
 
-    first.click()
+    # On its text: a one-line moment has its buttons ("More like this") at its centre.
+    first.find_element(*_by(".text")).click()
     _lands_near(d, start, timeout=30)
     assert d.find_element(*_by("#now-playing")).text == CLIP
     # Chapters too show their keyframe where the summary names one.
@@ -239,7 +241,7 @@ def test_search_thumbnail_seek_captions_and_transcript(d, site):
     lines = d.find_elements(*_by("#transcript .line"))
     assert [ln.find_element(*_by(".text")).text for ln in lines if "speech" in
             ln.get_attribute("class")] == [" ".join(s["text"].split()) for s in segments if s["text"].strip()]
-    line = min(lines, key=lambda ln: float(ln.get_attribute("data-start")))
+    line = max(lines, key=lambda ln: abs(float(ln.get_attribute("data-start")) - start))
     target = float(line.get_attribute("data-start"))
     assert abs(target - start) > 1.0
     clicked = time.monotonic()
