@@ -12,8 +12,9 @@ The library: two sample videos of ../shared/media (speech and a screen clock) in
 this tree's `chronoscope index` into bench/.cache/cli_latency/. The old code is the old
 commit's files (`git archive`, into bench/.cache/cli_latency/old-<rev>), run by this venv's
 Python from that directory, so its modules shadow the editable install; the dependencies
-are the same; the old code runs on this tree's library, so it must know its schema (f40e058
-predates migration 0007: on a library indexed since, pass `--old-rev` of a later commit).
+are the same; the old code runs on this tree's library, with this tree's migrations (so it
+reads a schema migrated past its own; f40e058 predates the columns of migration 0007 that
+its queries need: on a library indexed since, pass `--old-rev` of a later commit).
 Both trees are byte-compiled first, as `pip install` leaves an installed
 package (this environment sets PYTHONDONTWRITEBYTECODE, so nothing would be cached).
 
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -104,12 +106,15 @@ def server(env: dict) -> tuple[subprocess.Popen, str]:
 
 
 def old_tree(rev: str) -> Path:
+    """The old commit's files, with this tree's migrations: a library that this tree has
+    migrated further must not look unknown to the old code (which ignores the new columns)."""
     path = CACHE / f"old-{rev}"
     if not (path / "api").is_dir():
         path.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True)
+    shutil.copytree(ROOT / "migrations", path / "migrations", dirs_exist_ok=True)
     return path
 
 
@@ -165,18 +170,22 @@ def measure(paths: dict, env: dict, runs: int) -> dict:
     return out
 
 
-def same_results(paths: dict, env: dict) -> list[str]:
-    """Queries whose moments differ between the paths (none expected)."""
-    differ = []
+def same_results(paths: dict, env: dict) -> dict[str, list[str]]:
+    """For each path after the first: the queries whose moments (video, start, end, text,
+    in order) differ from the first path's, and those whose scores (3 decimals) differ. The
+    score map is refitted now and then (search.query's A, B): an old commit's scores can
+    differ while its moments do not."""
+    outs: dict[str, list] = {name: [] for name in paths}
     for q in QUERIES:
-        outs = []
-        for cmd, cwd in paths.values():
+        for name, (cmd, cwd) in paths.items():
             rows = json.loads(timed([*cmd, "search", q, "--json"], cwd, env)[1])
-            outs.append([(r["video_id"], r["start"], r["end"], r["score"], r["text"])
-                         for r in rows])
-        if any(o != outs[0] for o in outs[1:]):
-            differ.append(q)
-    return differ
+            outs[name].append([(r["video_id"], r["start"], r["end"], r["text"], r["score"])
+                               for r in rows])
+    first, *rest = outs.values()
+    return {name: ([q for q, a, b in zip(QUERIES, first, outs[name])
+                    if [r[:4] for r in a] != [r[:4] for r in b]],
+                   [q for q, a, b in zip(QUERIES, first, outs[name]) if a != b])
+            for name in list(paths)[1:]}
 
 
 def floor(env: dict, runs: int) -> dict:
@@ -232,7 +241,10 @@ def main() -> None:
           f"warm {old_t['warm'] / new['warm']:.1f}x, warm CPU {old_t['cpu'] / new['cpu']:.1f}x")
     for name, value in base.items():
         print(f"floor: {name:<22} {value:.2f} s")
-    print("results identical to the old path:", "yes" if not differ else f"NO: {differ}")
+    for name, (moments, scored) in differ.items():
+        print(f"results of {name!r} against {next(iter(paths))!r}: moments "
+              f"{'identical' if not moments else f'DIFFER for {moments}'}; scores "
+              f"{'identical' if not scored else f'differ for {len(scored)} of {len(QUERIES)}'}")
 
 
 if __name__ == "__main__":
