@@ -53,7 +53,20 @@ def test_everything_else_goes_to_the_whole_command_line(args):
     {"CHRONOSCOPE_SERVER": "http://h:1"},                           # no key: its message
     {**ENV, "CHRONOSCOPE_SERVER": "ftp://h"}, {**ENV, "CHRONOSCOPE_SERVER": "h:8000"},
     {**ENV, "CHRONOSCOPE_SERVER": "http://h/?x=1"},
+    {**ENV, "CHRONOSCOPE_SERVER": "http://h:port"}, {**ENV, "CHRONOSCOPE_SERVER": "http://[::1"},
     {**ENV, "HTTPS_PROXY": "http://proxy:3128"}, {**ENV, "all_proxy": "socks5://p"},
 ])
 def test_no_server_no_key_or_a_proxy_goes_to_the_whole_command_line(env):
     assert quick_search(["search", "x"], env) is None
+
+
+def test_a_server_url_that_is_not_one_is_a_clear_error(tmp_path):
+    """Left to the whole command line by the lane: one line and exit 2, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "CHRONOSCOPE_HOME": str(tmp_path), "CHRONOSCOPE_API_KEY": "k"}
+    for url in ("http://h:port", "http://[::1"):
+        done = subprocess.run([sys.executable, "-m", "api.cli", "--server", url, "search", "x"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 2 and done.stderr.startswith("error: --server"), done.stderr

@@ -104,7 +104,11 @@ def remote():
     if not key:
         die("--server needs an API key: set CHRONOSCOPE_API_KEY (create one on the server "
             "with `chronoscope keys create TENANT`)", 2)
-    return Client(target["server"], key, timeout=300)
+    from httpx import InvalidURL
+    try:
+        return Client(target["server"], key, timeout=300)
+    except InvalidURL as e:
+        die(f"--server {target['server']!r} is not a URL a client can use: {e}", 2)
 
 
 def fetch(local, over_http):

@@ -44,7 +44,12 @@ def quick_search(args: list[str], environ) -> tuple[str, str, dict, bool] | None
         server, args = args[1] or server, args[2:]
     elif args[:1] and args[0].startswith("--server="):
         server, args = args[0].split("=", 1)[1] or server, args[1:]
-    key, url = env.get("CHRONOSCOPE_API_KEY", ""), urlsplit(server)
+    key = env.get("CHRONOSCOPE_API_KEY", "")
+    try:
+        url = urlsplit(server)
+        url.port                # a port that is no number: the whole command line says so
+    except ValueError:
+        return None
     if (args[:1] != ["search"] or not key or url.scheme not in ("http", "https")
             or not url.hostname or url.query or url.fragment):
         return None
