@@ -232,7 +232,7 @@ def small_copy(clip, tmp_path):
 
 def _add(settings, path, barrier, out):
     from store import db
-    db._engines.clear()       # never share a parent's connections across fork
+    db._engines.clear()       # never share a parent's connections
     find = queries.find_video_by_sha256
     first = [True]
 
@@ -250,8 +250,10 @@ def _add(settings, path, barrier, out):
 def test_same_content_added_at_once_is_one_video(settings, clip):
     import multiprocessing
     with session_scope(settings):
-        pass                  # migrated before fork
-    ctx = multiprocessing.get_context("fork")
+        pass                  # migrated before the processes start
+    # Fresh processes: by now this one holds model threads (CTranslate2's workers), and a
+    # fork of a threaded process can inherit a lock that one of them held.
+    ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(4), ctx.Queue()
     procs = [ctx.Process(target=_add, args=(settings, clip, barrier, out)) for _ in range(4)]
     for p in procs:
